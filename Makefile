@@ -1,0 +1,36 @@
+# One command per chore. `make up` starts the platform, `make test` runs lint + the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup up test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip uv
+	@$(BIN)/python -m uv pip install -q --python $(BIN)/python -e '.[test]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+up: setup
+	$(BIN)/bastion up
+
+lint: setup
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+bench: setup
+	$(BIN)/python benchmarks/authz.py
+
+clean:
+	rm -rf $(VENV) .bastion .pytest_cache .mypy_cache .ruff_cache

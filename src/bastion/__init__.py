@@ -1,0 +1,3 @@
+"""Bastion: governed generative-AI operations."""
+
+__version__ = "0.1.0"

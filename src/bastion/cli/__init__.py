@@ -1,0 +1,1 @@
+"""The ``bastion`` command line: a thin typer layer over :mod:`bastion.client`."""

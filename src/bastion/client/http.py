@@ -1,0 +1,272 @@
+"""HTTP client with profiles from ``~/.bastion/config`` or ``BASTION_HOST`` / ``BASTION_TOKEN``."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bastion import errors
+
+_BY_CODE: dict[str, type[errors.BastionError]] = {
+    "INVALID_PARAMETER_VALUE": errors.InvalidRequest,
+    "MALFORMED_REQUEST": errors.MalformedRequest,
+    "UNAUTHENTICATED": errors.Unauthenticated,
+    "PERMISSION_DENIED": errors.PermissionDenied,
+    "RESOURCE_DOES_NOT_EXIST": errors.NotFound,
+    "ENDPOINT_NOT_FOUND": errors.NotFound,
+    "RESOURCE_ALREADY_EXISTS": errors.AlreadyExists,
+    "REQUEST_LIMIT_EXCEEDED": errors.RateLimited,
+}
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("BASTION_CONFIG_FILE", Path.home() / ".bastion" / "config"))
+
+
+@dataclass(frozen=True)
+class Profile:
+    host: str
+    token: str | None
+
+
+def load_profile(name: str = "DEFAULT") -> Profile:
+    """Environment first (``BASTION_HOST``, ``BASTION_TOKEN``), then the config file profile."""
+    parser = configparser.ConfigParser()
+    path = config_path()
+    if path.exists():
+        parser.read(path)
+    section = parser[name] if name in parser else parser["DEFAULT"]
+    host = os.environ.get("BASTION_HOST") or section.get("host") or "http://127.0.0.1:8000"
+    token = os.environ.get("BASTION_TOKEN") or section.get("token")
+    return Profile(host=host.rstrip("/"), token=token)
+
+
+def save_profile(profile: Profile, name: str = "DEFAULT") -> Path:
+    path = config_path()
+    parser = configparser.ConfigParser()
+    if path.exists():
+        parser.read(path)
+    if name != "DEFAULT" and name not in parser:
+        parser.add_section(name)
+    parser[name]["host"] = profile.host
+    if profile.token:
+        parser[name]["token"] = profile.token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    with path.open("w") as handle:
+        parser.write(handle)
+    return path
+
+
+def _q(name: str) -> str:
+    return quote(name, safe="")
+
+
+class BastionClient:
+    def __init__(self, host: str, token: str | None, *, timeout: float = 60.0) -> None:
+        self.host = host.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.host, headers=headers, timeout=timeout)
+
+    @classmethod
+    def from_profile(cls, name: str = "DEFAULT") -> BastionClient:
+        profile = load_profile(name)
+        return cls(profile.host, profile.token)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> BastionClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise errors.Unavailable(f"Cannot reach Bastion at {self.host}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            code = str(body.get("error_code", ""))
+            message = str(body.get("message") or response.text or response.reason_phrase)
+            raise _BY_CODE.get(code, errors.BastionError)(message)
+        if response.status_code == 204 or not response.content:
+            return {}
+        return response.json()
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def me(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/2.0/preview/scim/v2/Me"))
+
+    def list_principals(self, kind: str) -> list[dict[str, Any]]:
+        body = self.request("GET", f"/api/2.0/preview/scim/v2/{kind}")
+        return list(body.get("Resources", []))
+
+    def find_principal(self, kind: str, attribute: str, value: str) -> dict[str, Any]:
+        body = self.request(
+            "GET",
+            f"/api/2.0/preview/scim/v2/{kind}",
+            params={"filter": f'{attribute} eq "{value}"'},
+        )
+        resources = body.get("Resources", [])
+        if not resources:
+            raise errors.NotFound(f"No {kind[:-1].lower()} {value!r}.")
+        return dict(resources[0])
+
+    def create_user(
+        self, user_name: str, display_name: str | None = None, password: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"userName": user_name}
+        if display_name:
+            body["displayName"] = display_name
+        if password:
+            body["password"] = password
+        return dict(self.request("POST", "/api/2.0/preview/scim/v2/Users", json=body))
+
+    def create_group(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.request("POST", "/api/2.0/preview/scim/v2/Groups", json={"displayName": name})
+        )
+
+    def patch_group_members(self, group_id: str, op: str, member_ids: list[str]) -> dict[str, Any]:
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [
+                {"op": op, "path": "members", "value": [{"value": m} for m in member_ids]}
+            ],
+        }
+        return dict(self.request("PATCH", f"/api/2.0/preview/scim/v2/Groups/{group_id}", json=body))
+
+    def delete_principal(self, kind: str, principal_id: str) -> None:
+        self.request("DELETE", f"/api/2.0/preview/scim/v2/{kind}/{principal_id}")
+
+    def create_service_principal(self, display_name: str) -> dict[str, Any]:
+        return dict(
+            self.request(
+                "POST",
+                "/api/2.0/preview/scim/v2/ServicePrincipals",
+                json={"displayName": display_name},
+            )
+        )
+
+    def create_service_principal_secret(self, sp_id: str) -> dict[str, Any]:
+        return dict(
+            self.request("POST", f"/api/2.0/accounts/servicePrincipals/{sp_id}/credentials/secrets")
+        )
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def create_token(
+        self,
+        lifetime_seconds: int | None = None,
+        comment: str | None = None,
+        scopes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if lifetime_seconds is not None:
+            body["lifetime_seconds"] = lifetime_seconds
+        if comment is not None:
+            body["comment"] = comment
+        if scopes is not None:
+            body["scopes"] = scopes
+        return dict(self.request("POST", "/api/2.0/token/create", json=body))
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/2.0/token/list").get("token_infos", []))
+
+    def delete_token(self, token_id: str) -> None:
+        self.request("POST", "/api/2.0/token/delete", json={"token_id": token_id})
+
+    def oauth_token(self, **form: str) -> dict[str, Any]:
+        return dict(self.request("POST", "/oidc/v1/token", data=form))
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    def create_catalog(self, name: str, comment: str | None = None) -> dict[str, Any]:
+        body = {"name": name, **({"comment": comment} if comment else {})}
+        return dict(self.request("POST", "/api/2.1/unity-catalog/catalogs", json=body))
+
+    def list_catalogs(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/api/2.1/unity-catalog/catalogs").get("catalogs", []))
+
+    def get_catalog(self, name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/2.1/unity-catalog/catalogs/{_q(name)}"))
+
+    def delete_catalog(self, name: str, force: bool = False) -> None:
+        self.request(
+            "DELETE", f"/api/2.1/unity-catalog/catalogs/{_q(name)}", params={"force": force}
+        )
+
+    def create_schema(self, catalog: str, name: str, comment: str | None = None) -> dict[str, Any]:
+        body = {"catalog_name": catalog, "name": name, **({"comment": comment} if comment else {})}
+        return dict(self.request("POST", "/api/2.1/unity-catalog/schemas", json=body))
+
+    def list_schemas(self, catalog: str) -> list[dict[str, Any]]:
+        body = self.request(
+            "GET", "/api/2.1/unity-catalog/schemas", params={"catalog_name": catalog}
+        )
+        return list(body.get("schemas", []))
+
+    def get_schema(self, full_name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/2.1/unity-catalog/schemas/{_q(full_name)}"))
+
+    def delete_schema(self, full_name: str, force: bool = False) -> None:
+        self.request(
+            "DELETE", f"/api/2.1/unity-catalog/schemas/{_q(full_name)}", params={"force": force}
+        )
+
+    def get_permissions(self, securable_type: str, full_name: str) -> list[dict[str, Any]]:
+        body = self.request(
+            "GET", f"/api/2.1/unity-catalog/permissions/{securable_type}/{_q(full_name)}"
+        )
+        return list(body.get("privilege_assignments", []))
+
+    def get_effective_permissions(
+        self, securable_type: str, full_name: str, principal: str | None = None
+    ) -> list[dict[str, Any]]:
+        body = self.request(
+            "GET",
+            f"/api/2.1/unity-catalog/effective-permissions/{securable_type}/{_q(full_name)}",
+            params={"principal": principal} if principal else None,
+        )
+        return list(body.get("privilege_assignments", []))
+
+    def update_permissions(
+        self,
+        securable_type: str,
+        full_name: str,
+        principal: str,
+        add: list[str] | None = None,
+        remove: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        change = {"principal": principal, "add": add or [], "remove": remove or []}
+        body = self.request(
+            "PATCH",
+            f"/api/2.1/unity-catalog/permissions/{securable_type}/{_q(full_name)}",
+            json={"changes": [change]},
+        )
+        return list(body.get("privilege_assignments", []))
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def audit_events(
+        self, *, action_name: str | None = None, user: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if action_name:
+            params["action_name"] = action_name
+        if user:
+            params["user"] = user
+        return list(self.request("GET", "/api/2.0/bastion/audit", params=params).get("events", []))

@@ -1,0 +1,1 @@
+"""Governance: securables, privileges, grants, authorization and audit."""

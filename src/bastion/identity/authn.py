@@ -1,0 +1,147 @@
+"""Turning a presented credential into a :class:`Caller`, from an in-memory snapshot.
+
+The snapshot of principals, group closures and token hashes is rebuilt only when the
+metastore's generation moves, so validating a token costs a hash and a few dict look-ups.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from bastion.clock import Clock
+from bastion.errors import Unauthenticated
+from bastion.identity.credentials import PAT_PREFIX, hash_token
+from bastion.identity.jwt_codec import JwtCodec
+from bastion.identity.model import Caller, PrincipalKind, PrincipalRecord
+from bastion.identity.store import _record, token_record
+from bastion.metastore.db import Metastore
+from bastion.metastore.models import MembershipRow, PrincipalRow, TokenRow
+
+
+@dataclass
+class IdentitySnapshot:
+    generation: int
+    principals: dict[int, PrincipalRecord]
+    by_name: dict[str, PrincipalRecord]
+    group_closure: dict[int, frozenset[int]]
+    pats: dict[str, tuple[int, int | None, tuple[str, ...] | None, str]]
+    callers: dict[tuple[int, tuple[str, ...] | None, str | None], Caller] = field(
+        default_factory=dict
+    )
+
+
+def _closure(direct: dict[int, set[int]], principal_id: int) -> frozenset[int]:
+    seen: set[int] = set()
+    stack = list(direct.get(principal_id, ()))
+    while stack:
+        group_id = stack.pop()
+        if group_id not in seen:
+            seen.add(group_id)
+            stack.extend(direct.get(group_id, ()))
+    return frozenset(seen)
+
+
+class IdentityCache:
+    def __init__(self, metastore: Metastore) -> None:
+        self._metastore = metastore
+        self._lock = threading.Lock()
+        self._snapshot: IdentitySnapshot | None = None
+
+    def snapshot(self) -> IdentitySnapshot:
+        snap = self._snapshot
+        if snap is not None and snap.generation == self._metastore.generation:
+            return snap
+        with self._lock:
+            snap = self._snapshot
+            if snap is None or snap.generation != self._metastore.generation:
+                snap = self._load()
+                self._snapshot = snap
+            return snap
+
+    def _load(self) -> IdentitySnapshot:
+        generation = self._metastore.generation
+        with self._metastore.session() as session:
+            principals = {r.id: _record(r) for r in session.scalars(select(PrincipalRow))}
+            direct: dict[int, set[int]] = {}
+            for m in session.scalars(select(MembershipRow)):
+                direct.setdefault(m.member_id, set()).add(m.group_id)
+            pats = {}
+            for row in session.scalars(
+                select(TokenRow).where(TokenRow.kind == "pat", TokenRow.revoked_at.is_(None))
+            ):
+                rec = token_record(row)
+                pats[row.token_hash] = (rec.principal_id, rec.expires_at, rec.scopes, rec.token_id)
+        return IdentitySnapshot(
+            generation=generation,
+            principals=principals,
+            by_name={p.name: p for p in principals.values()},
+            group_closure={pid: _closure(direct, pid) for pid in principals},
+            pats=pats,
+        )
+
+    def caller(
+        self,
+        principal_id: int,
+        scopes: tuple[str, ...] | None = None,
+        *,
+        token_id: str | None = None,
+        credential: str = "pat",
+    ) -> Caller:
+        snap = self.snapshot()
+        key = (principal_id, scopes, token_id)
+        cached = snap.callers.get(key)
+        if cached is not None:
+            return cached
+        record = snap.principals.get(principal_id)
+        if record is None or not record.active:
+            raise Unauthenticated("The principal of this credential is missing or disabled.")
+        group_ids = snap.group_closure.get(principal_id, frozenset())
+        caller = Caller(
+            principal_id=principal_id,
+            kind=record.kind,
+            name=record.name,
+            display_name=record.display_name,
+            groups=frozenset(snap.principals[g].name for g in group_ids if g in snap.principals),
+            group_ids=group_ids,
+            scopes=frozenset(scopes) if scopes is not None else None,
+            token_id=token_id,
+            credential=credential,
+        )
+        if len(snap.callers) < 100_000:
+            snap.callers[key] = caller
+        return caller
+
+
+class Authenticator:
+    """Validates personal access tokens and OAuth access tokens."""
+
+    def __init__(self, cache: IdentityCache, codec: JwtCodec, clock: Clock) -> None:
+        self._cache = cache
+        self._codec = codec
+        self._clock = clock
+
+    def authenticate(self, raw: str) -> Caller:
+        if raw.startswith(PAT_PREFIX):
+            entry = self._cache.snapshot().pats.get(hash_token(raw))
+            if entry is None:
+                raise Unauthenticated("Invalid access token.")
+            principal_id, expires_at, scopes, token_id = entry
+            if expires_at is not None and expires_at <= self._clock.now() * 1000:
+                raise Unauthenticated("The access token has expired; create a new one.")
+            return self._cache.caller(principal_id, scopes, token_id=token_id)
+        if raw.count(".") == 2:
+            claims = self._codec.decode(raw)
+            return self._cache.caller(
+                claims.principal_id, claims.scopes, token_id=claims.token_id, credential="oauth"
+            )
+        raise Unauthenticated("Invalid access token.")
+
+    def principal(self, name: str) -> PrincipalRecord | None:
+        return self._cache.snapshot().by_name.get(name)
+
+
+def principal_kind_label(kind: PrincipalKind) -> str:
+    return kind.value.replace("_", " ")

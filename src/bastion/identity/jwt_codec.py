@@ -1,0 +1,83 @@
+"""Short-lived signed access tokens (JWT, HS256) issued by the OAuth token endpoint."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+
+from bastion.clock import Clock
+from bastion.errors import Unauthenticated
+
+ISSUER = "bastion"
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """Read the signing key, creating a random one (mode 0600) on first use."""
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    tmp = path.with_suffix(".tmp")
+    tmp.touch(mode=0o600)
+    tmp.write_bytes(key)
+    tmp.replace(path)
+    return key
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    principal_id: int
+    scopes: tuple[str, ...] | None
+    expires_at: int
+    token_id: str
+
+
+class JwtCodec:
+    def __init__(self, key: bytes, clock: Clock) -> None:
+        self._key = key
+        self._clock = clock
+
+    def issue(
+        self, principal_id: int, scopes: tuple[str, ...] | None, ttl_s: int, **extra: str
+    ) -> tuple[str, int]:
+        now = int(self._clock.now())
+        claims: dict[str, object] = {
+            "iss": ISSUER,
+            "sub": str(principal_id),
+            "iat": now,
+            "exp": now + ttl_s,
+            "jti": secrets.token_hex(8),
+            "scope": " ".join(scopes) if scopes is not None else "all-apis",
+            **extra,
+        }
+        return jwt.encode(claims, self._key, algorithm="HS256"), now + ttl_s
+
+    def decode(self, token: str) -> AccessClaims:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                issuer=ISSUER,
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "require": ["exp", "sub", "iss"],
+                },
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated("Invalid access token.") from None
+        if int(claims["exp"]) <= self._clock.now():
+            raise Unauthenticated("The access token has expired; request a new one.")
+        scope = str(claims.get("scope", ""))
+        scopes = None if scope == "all-apis" else tuple(scope.split())
+        return AccessClaims(
+            principal_id=int(claims["sub"]),
+            scopes=scopes,
+            expires_at=int(claims["exp"]),
+            token_id=str(claims.get("jti", "")),
+        )

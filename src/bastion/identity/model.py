@@ -1,0 +1,74 @@
+"""The identity domain objects handed around by the stores and the authenticator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+ADMINS_GROUP = "admins"
+USERS_GROUP = "users"
+ALL_SCOPES = "all-apis"
+# Scopes every credential has, as in Databricks (they cannot be requested or withheld).
+DEFAULT_SCOPES = frozenset({"iam.current-user:read", "iam.access-control:read"})
+
+
+class PrincipalKind(StrEnum):
+    USER = "user"
+    GROUP = "group"
+    SERVICE_PRINCIPAL = "service_principal"
+
+
+@dataclass(frozen=True)
+class PrincipalRecord:
+    id: int
+    kind: PrincipalKind
+    name: str
+    display_name: str
+    active: bool
+    external_id: str | None
+    created_at: int
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token_id: str
+    kind: str
+    principal_id: int
+    comment: str | None
+    scopes: tuple[str, ...] | None
+    created_at: int
+    expires_at: int | None
+    revoked_at: int | None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated principal, with the groups it belongs to and its credential's scopes."""
+
+    principal_id: int
+    kind: PrincipalKind
+    name: str
+    display_name: str
+    groups: frozenset[str]
+    group_ids: frozenset[int]
+    scopes: frozenset[str] | None = None
+    token_id: str | None = None
+    credential: str = "pat"
+    extra: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMINS_GROUP in self.groups
+
+    @property
+    def principal_ids(self) -> frozenset[int]:
+        """This principal and every group it belongs to, directly or through nesting."""
+        return self.group_ids | {self.principal_id}
+
+    def has_scope(self, scope: str) -> bool:
+        """Whether the credential allows ``scope``; ``x`` also allows ``x:read``."""
+        if self.scopes is None or ALL_SCOPES in self.scopes or scope in DEFAULT_SCOPES:
+            return True
+        if scope in self.scopes:
+            return True
+        return scope.endswith(":read") and scope[: -len(":read")] in self.scopes

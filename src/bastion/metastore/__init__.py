@@ -1,0 +1,1 @@
+"""The metastore: principals, credentials, securables, grants and audit, in SQL."""

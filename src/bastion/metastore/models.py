@@ -1,0 +1,131 @@
+"""SQLAlchemy models of the metastore. Migrations in ``migrations/versions`` mirror them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PrincipalRow(Base):
+    """A user, group or service principal. ``name`` is what grants refer to."""
+
+    __tablename__ = "principals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False, unique=True)
+    display_name: Mapped[str] = mapped_column(String(255), nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    secret_hash: Mapped[str | None] = mapped_column(String(255))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class MembershipRow(Base):
+    __tablename__ = "memberships"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True
+    )
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class TokenRow(Base):
+    """A personal access token or OAuth refresh token, stored only as a hash."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    principal_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), nullable=False
+    )
+    token_hash: Mapped[str] = mapped_column(String(128), nullable=False, unique=True)
+    comment: Mapped[str | None] = mapped_column(Text)
+    scopes: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_tokens_principal", "principal_id"),)
+
+
+class SecurableRow(Base):
+    """A governed object: catalog, schema, table, function, model, volume, endpoint, app."""
+
+    __tablename__ = "securables"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    full_name: Mapped[str] = mapped_column(String(767), nullable=False)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("securables.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("principals.id"), nullable=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    properties: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255), nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("type", "full_name", name="uq_securables_type_name"),
+        Index("ix_securables_parent", "parent_id"),
+    )
+
+
+class GrantRow(Base):
+    __tablename__ = "grants"
+
+    securable_id: Mapped[int] = mapped_column(
+        ForeignKey("securables.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), primary_key=True
+    )
+    privilege: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class AuditEventRow(Base):
+    """One audit event, with the fields of Databricks' ``system.access.audit``."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    event_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    user_email: Mapped[str | None] = mapped_column(String(255))
+    service_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    action_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    request_params: Mapped[str] = mapped_column(Text, nullable=False)
+    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    source_ip_address: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_audit_time", "event_time"),)
+
+
+class ChangeCounterRow(Base):
+    """A single row whose ``version`` grows on every change that caches depend on."""
+
+    __tablename__ = "change_counter"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -1,0 +1,1 @@
+"""Route modules: parse, call the library, render."""

@@ -1,0 +1,165 @@
+"""OAuth 2.0 token endpoint: ``password``, ``client_credentials`` and ``refresh_token`` grants."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from bastion.identity.credentials import REFRESH_PREFIX
+from bastion.identity.model import ALL_SCOPES, PrincipalRecord
+from bastion.server.auth import platform_of
+
+router = APIRouter(tags=["accounts"])
+
+_ALLOWED_FIELDS = {
+    "grant_type",
+    "username",
+    "password",
+    "client_id",
+    "client_secret",
+    "refresh_token",
+    "scope",
+}
+
+
+def _oauth_error(status: int, error: str, description: str, code: str) -> JSONResponse:
+    """RFC 6749 error fields, alongside Bastion's own ``error_code`` / ``message``."""
+    return JSONResponse(
+        {
+            "error": error,
+            "error_description": description,
+            "error_code": code,
+            "message": description,
+        },
+        status_code=status,
+    )
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, secret = base64.b64decode(value).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, secret
+
+
+@router.post("/oidc/v1/token", name="token_login")
+async def token(request: Request) -> JSONResponse:
+    platform = platform_of(request)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("application/x-www-form-urlencoded"):
+        return _oauth_error(
+            400,
+            "invalid_request",
+            "Send the token request as application/x-www-form-urlencoded.",
+            "INVALID_PARAMETER_VALUE",
+        )
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    unknown = set(form) - _ALLOWED_FIELDS
+    if unknown:
+        return _oauth_error(
+            400,
+            "invalid_request",
+            f"Unknown parameter(s): {', '.join(sorted(unknown))}.",
+            "INVALID_PARAMETER_VALUE",
+        )
+    grant = form.get("grant_type", "")
+    address = request.client.host if request.client else ""
+    requested = tuple(form["scope"].split()) if form.get("scope") else None
+    if requested is not None and ALL_SCOPES in requested:
+        requested = None
+    request.state.audit_params = {"grant_type": grant, "username": form.get("username", "")}
+
+    principal: PrincipalRecord | None
+    refresh: str | None = None
+    if grant == "password":
+        name, password = form.get("username", ""), form.get("password", "")
+        if not name or not password:
+            return _oauth_error(
+                400,
+                "invalid_request",
+                "username and password are required.",
+                "INVALID_PARAMETER_VALUE",
+            )
+        request.state.audit_user = name
+        platform.throttle.check(name, address)
+        principal = platform.identity.check_password(name, password)
+        if principal is None:
+            platform.throttle.failed(name, address)
+            return _oauth_error(
+                401, "invalid_grant", "Invalid user name or password.", "UNAUTHENTICATED"
+            )
+        platform.throttle.succeeded(name, address)
+    elif grant == "client_credentials":
+        basic = _basic_credentials(request)
+        client_id, secret = basic or (form.get("client_id", ""), form.get("client_secret", ""))
+        request.state.audit_user = client_id
+        platform.throttle.check(client_id, address)
+        principal = platform.identity.check_client_secret(client_id, secret)
+        if principal is None:
+            platform.throttle.failed(client_id, address)
+            return _oauth_error(
+                401, "invalid_client", "Invalid client credentials.", "UNAUTHENTICATED"
+            )
+        platform.throttle.succeeded(client_id, address)
+    elif grant == "refresh_token":
+        presented = form.get("refresh_token", "")
+        record = platform.identity.find_token(presented) if presented else None
+        now_ms = platform.clock.now() * 1000
+        if (
+            record is None
+            or record.kind != "refresh"
+            or record.revoked_at is not None
+            or (record.expires_at is not None and record.expires_at <= now_ms)
+        ):
+            return _oauth_error(
+                400, "invalid_grant", "Invalid or expired refresh token.", "UNAUTHENTICATED"
+            )
+        # Refresh tokens rotate: the presented one is spent.
+        platform.identity.revoke_token(record.token_id, None)
+        principal = platform.identity.get(record.principal_id)
+        if not principal.active:
+            return _oauth_error(400, "invalid_grant", "The user is disabled.", "UNAUTHENTICATED")
+        requested = record.scopes if requested is None else requested
+        if record.scopes is not None and not set(requested or ()) <= set(record.scopes):
+            return _oauth_error(
+                400,
+                "invalid_scope",
+                "Scopes may only narrow on refresh.",
+                "INVALID_PARAMETER_VALUE",
+            )
+        request.state.audit_user = principal.name
+    else:
+        return _oauth_error(
+            400,
+            "unsupported_grant_type",
+            "grant_type must be password, client_credentials or refresh_token.",
+            "INVALID_PARAMETER_VALUE",
+        )
+
+    ttl = platform.settings.access_token_ttl_s
+    access, _ = platform.codec.issue(principal.id, requested, ttl)
+    body: dict[str, Any] = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+        "scope": " ".join(requested) if requested is not None else ALL_SCOPES,
+    }
+    if grant in ("password", "refresh_token"):
+        refresh, _record = platform.identity.create_token(
+            principal.id,
+            kind="refresh",
+            prefix=REFRESH_PREFIX,
+            lifetime_s=platform.settings.refresh_token_ttl_s,
+            scopes=requested,
+        )
+        body["refresh_token"] = refresh
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})

@@ -1,0 +1,53 @@
+"""``bastion up``: initialise on first run, print how to log in, and serve."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from rich.console import Console
+
+from bastion.bootstrap import InitialCredentials, initialize
+from bastion.platform import Platform
+from bastion.server.app import create_app
+from bastion.settings import Settings
+
+
+def _welcome(settings: Settings, credentials: InitialCredentials | None) -> str:
+    url = settings.base_url
+    lines = [f"Bastion is starting at [bold]{url}[/bold] (home: {settings.home.resolve()})."]
+    if credentials is not None:
+        lines += [
+            "",
+            "First run: an admin was created. These are shown [bold]once[/bold]; store them now.",
+            f"  user name:  {credentials.user_name}",
+            f"  password:   {credentials.password}",
+            f"  token:      {credentials.token}",
+            "",
+            "Use the token from the CLI or any SDK:",
+            f"  bastion configure --host {url} --token <token>",
+            f"  curl -H 'Authorization: Bearer <token>' {url}/api/2.0/preview/scim/v2/Me",
+        ]
+    else:
+        lines += ["Log in with the admin credentials printed on the first run."]
+    lines += [f"API docs: {url}/api/docs"]
+    return "\n".join(lines)
+
+
+def serve(settings: Settings, *, default_model: bool = True) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    platform = Platform(settings)
+    credentials = initialize(platform)
+    Console(soft_wrap=True).print(_welcome(settings, credentials), highlight=False)
+    app = create_app(settings, platform)
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            server_header=False,
+        )
+    finally:
+        platform.close()

@@ -1,0 +1,72 @@
+"""The one typed configuration object, read once from the environment (``BASTION_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything Bastion can be configured with. Each field maps to ``BASTION_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".bastion"),
+        description="Directory holding the metastore, signing key, warehouse and logs.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metastore; default: SQLite file in BASTION_HOME.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8000, description="Port the server listens on.")
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="File with the JWT signing key; default: BASTION_HOME/secret.key.",
+    )
+    admin_password: str | None = Field(
+        default=None, description="Initial admin password (for automation); random if unset."
+    )
+    admin_token: str | None = Field(
+        default=None, description="Initial admin personal access token; random if unset."
+    )
+    access_token_ttl_s: int = Field(default=3600, description="Lifetime of OAuth access tokens.")
+    refresh_token_ttl_s: int = Field(
+        default=7 * 24 * 3600, description="Lifetime of OAuth refresh tokens."
+    )
+    max_token_lifetime_s: int = Field(
+        default=365 * 24 * 3600, description="Longest lifetime a personal access token may have."
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, description="Largest request body the control-plane APIs accept."
+    )
+    login_max_failures: int = Field(
+        default=5, description="Failed logins per user and address before a lockout."
+    )
+    login_lockout_s: int = Field(default=300, description="Length of a login lockout.")
+    cache_poll_interval_s: float = Field(
+        default=1.0,
+        description="How often a replica polls the metastore's change counter for other "
+        "replicas' changes (0 disables polling).",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'metastore.db').resolve()}"
+
+    @property
+    def resolved_secret_key_file(self) -> Path:
+        return self.secret_key_file or self.home / "secret.key"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"

@@ -1,0 +1,1 @@
+"""Delta tables: the durable writer, its write-ahead log, and Delta helpers."""

@@ -1,0 +1,159 @@
+"""Shared fixtures: metastores (SQLite, and PostgreSQL when configured) and a real server.
+
+PostgreSQL runs when ``BASTION_TEST_POSTGRES_URL`` names a server (CI starts one); each test
+then gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+
+from bastion.bootstrap import initialize
+from bastion.platform import Platform
+from bastion.server.app import create_app
+from bastion.settings import Settings
+
+ADMIN_PASSWORD = "admin-password-for-tests"
+ADMIN_TOKEN = "bstp_" + "a" * 40
+POSTGRES_URL = os.environ.get("BASTION_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A blank metastore database on each backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'metastore.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("BASTION_TEST_POSTGRES_URL is not set")
+    yield from _postgres_database()
+
+
+def _postgres_database() -> Iterator[str]:
+    assert POSTGRES_URL
+    name = f"bastion_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(POSTGRES_URL).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def make_settings(home: Path, database_url: str, **overrides: object) -> Settings:
+    return Settings(
+        home=home,
+        database_url=database_url,
+        admin_password=ADMIN_PASSWORD,
+        admin_token=ADMIN_TOKEN,
+        cache_poll_interval_s=0,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path / "home", database_url)
+
+
+@pytest.fixture
+def platform(settings: Settings) -> Iterator[Platform]:
+    services = Platform(settings)
+    initialize(services)
+    yield services
+    services.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    platform: Platform
+    admin_token: str = ADMIN_TOKEN
+
+    def client(self, token: str | None = None, **headers: str) -> httpx.Client:
+        auth = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers={**auth, **headers}, timeout=30)
+
+    def admin(self) -> httpx.Client:
+        return self.client(self.admin_token)
+
+
+class ServerThread:
+    """A real uvicorn server on 127.0.0.1, in a thread of the test process."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(platform.settings, platform),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("test server did not start")
+            time.sleep(0.01)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(platform: Platform) -> Iterator[RunningServer]:
+    with ServerThread(platform) as url:
+        yield RunningServer(url=url, platform=platform)
+
+
+def create_user(server: RunningServer, name: str, password: str | None = None) -> tuple[str, str]:
+    """Create a user as admin and a token for them; returns (user id, token)."""
+    with server.admin() as admin:
+        body: dict[str, object] = {"userName": name}
+        if password:
+            body["password"] = password
+        response = admin.post("/api/2.0/preview/scim/v2/Users", json=body)
+        assert response.status_code == 201, response.text
+        user_id = response.json()["id"]
+    record = server.platform.identity.find(name)
+    assert record is not None
+    raw, _ = server.platform.identity.create_token(
+        record.id, kind="pat", prefix="bstp_", lifetime_s=3600
+    )
+    return user_id, raw
