@@ -157,3 +157,27 @@ def create_user(server: RunningServer, name: str, password: str | None = None) -
         record.id, kind="pat", prefix="bstp_", lifetime_s=3600
     )
     return user_id, raw
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def shared_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server for a whole module, for tests that do not disturb each other."""
+    home = tmp_path_factory.mktemp("shared")
+    if request.param == "sqlite":
+        urls: Iterator[str] = iter([f"sqlite:///{home / 'metastore.db'}"])
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("BASTION_TEST_POSTGRES_URL is not set")
+        urls = _postgres_database()
+    url = next(urls)
+    services = Platform(make_settings(home / "home", url))
+    initialize(services)
+    try:
+        with ServerThread(services) as base:
+            yield RunningServer(url=base, platform=services)
+    finally:
+        services.close()
+        for _ in urls:  # finish the generator: drops the PostgreSQL database
+            pass

@@ -45,18 +45,33 @@ ROUTES = [
     Route("GET", f"{SCIM}/Users", "200 200 200 200 401 401 401 403"),
     Route("POST", f"{SCIM}/Users", "201 403 403 403 401 401 401 403", {"userName": "u_{who}"}),
     Route("GET", f"{SCIM}/Users/{{victim_id}}", "200 200 200 200 401 401 401 403"),
-    Route("PATCH", f"{SCIM}/Users/{{victim_id}}", "200 403 403 403 401 401 401 403",
-          {"Operations": [{"op": "replace", "path": "displayName", "value": "V"}]}),
+    Route(
+        "PATCH",
+        f"{SCIM}/Users/{{victim_id}}",
+        "200 403 403 403 401 401 401 403",
+        {"Operations": [{"op": "replace", "path": "displayName", "value": "V"}]},
+    ),
     Route("DELETE", f"{SCIM}/Users/{{doomed_user_id}}", "204 403 403 403 401 401 401 403"),
     Route("GET", f"{SCIM}/Groups", "200 200 200 200 401 401 401 403"),
     Route("POST", f"{SCIM}/Groups", "201 403 403 403 401 401 401 403", {"displayName": "g_{who}"}),
-    Route("PATCH", f"{SCIM}/Groups/{{group_id}}", "200 403 403 403 401 401 401 403",
-          {"Operations": [{"op": "add", "path": "members", "value": [{"value": "{victim_id}"}]}]}),
+    Route(
+        "PATCH",
+        f"{SCIM}/Groups/{{group_id}}",
+        "200 403 403 403 401 401 401 403",
+        {"Operations": [{"op": "add", "path": "members", "value": [{"value": "{victim_id}"}]}]},
+    ),
     Route("GET", f"{SCIM}/ServicePrincipals", "200 200 200 200 401 401 401 403"),
-    Route("POST", f"{SCIM}/ServicePrincipals", "201 403 403 403 401 401 401 403",
-          {"displayName": "sp_{who}"}),
-    Route("POST", "/api/2.0/accounts/servicePrincipals/{sp_id}/credentials/secrets",
-          "200 403 403 403 401 401 401 403"),
+    Route(
+        "POST",
+        f"{SCIM}/ServicePrincipals",
+        "201 403 403 403 401 401 401 403",
+        {"displayName": "sp_{who}"},
+    ),
+    Route(
+        "POST",
+        "/api/2.0/accounts/servicePrincipals/{sp_id}/credentials/secrets",
+        "200 403 403 403 401 401 401 403",
+    ),
     Route("GET", "/api/2.0/token/list", "200 200 200 200 401 401 401 403"),
     Route("POST", "/api/2.0/token/create", "200 200 200 200 401 401 401 403", {"comment": "m"}),
     Route("GET", f"{UC}/catalogs", "200 200 200 200 401 401 401 403"),
@@ -65,24 +80,41 @@ ROUTES = [
     Route("PATCH", f"{UC}/catalogs/cat", "200 200 403 403 401 401 401 403", {"comment": "c"}),
     Route("DELETE", f"{UC}/catalogs/doomed_{{who}}", "200 200 403 403 401 401 401 403"),
     Route("GET", f"{UC}/schemas?catalog_name=cat", "200 200 200 403 401 401 401 403"),
-    Route("POST", f"{UC}/schemas", "200 200 403 403 401 401 401 403",
-          {"catalog_name": "cat", "name": "s_{who}"}),
+    Route(
+        "POST",
+        f"{UC}/schemas",
+        "200 200 403 403 401 401 401 403",
+        {"catalog_name": "cat", "name": "s_{who}"},
+    ),
     Route("GET", f"{UC}/schemas/cat.sch", "200 200 200 403 401 401 401 403"),
     Route("PATCH", f"{UC}/schemas/cat.sch", "200 200 403 403 401 401 401 403", {"comment": "s"}),
     Route("DELETE", f"{UC}/schemas/cat.doomed_{{who}}", "200 200 403 403 401 401 401 403"),
-    Route("POST", f"{UC}/tables", "200 200 403 403 401 401 401 403",
-          {"catalog_name": "cat", "schema_name": "sch", "name": "t_{who}", "columns": COLUMNS}),
-    Route("GET", f"{UC}/tables?catalog_name=cat&schema_name=sch",
-          "200 200 200 403 401 401 401 403"),
+    Route(
+        "POST",
+        f"{UC}/tables",
+        "200 200 403 403 401 401 401 403",
+        {"catalog_name": "cat", "schema_name": "sch", "name": "t_{who}", "columns": COLUMNS},
+    ),
+    Route(
+        "GET", f"{UC}/tables?catalog_name=cat&schema_name=sch", "200 200 200 403 401 401 401 403"
+    ),
     Route("GET", f"{UC}/tables/cat.sch.t", "200 200 200 403 401 401 401 403"),
     Route("DELETE", f"{UC}/tables/cat.sch.doomed_{{who}}", "200 200 403 403 401 401 401 403"),
     Route("GET", f"{UC}/permissions/table/cat.sch.t", "200 200 200 403 401 401 401 403"),
-    Route("PATCH", f"{UC}/permissions/table/cat.sch.t", "200 200 403 403 401 401 401 403",
-          {"changes": [{"principal": "bystanders", "add": ["MODIFY"]}]}),
+    Route(
+        "PATCH",
+        f"{UC}/permissions/table/cat.sch.t",
+        "200 200 403 403 401 401 401 403",
+        {"changes": [{"principal": "bystanders", "add": ["MODIFY"]}]},
+    ),
     Route("GET", f"{UC}/effective-permissions/table/cat.sch.t", "200 200 200 403 401 401 401 403"),
     Route("GET", f"{UC}/permissions/catalog/cat", "200 200 200 403 401 401 401 403"),
-    Route("PATCH", f"{UC}/permissions/catalog/cat", "200 200 403 403 401 401 401 403",
-          {"changes": [{"principal": "bystanders", "add": ["USE_CATALOG"]}]}),
+    Route(
+        "PATCH",
+        f"{UC}/permissions/catalog/cat",
+        "200 200 403 403 401 401 401 403",
+        {"changes": [{"principal": "bystanders", "add": ["USE_CATALOG"]}]},
+    ),
     Route("GET", "/api/2.0/bastion/audit", "200 403 403 403 401 401 401 403"),
 ]
 
@@ -148,7 +180,12 @@ def _build_world(server: RunningServer, clock: ManualClock) -> World:
         for table in ("t", *(f"doomed_{w}" for w in ("admin", "owner", "grantee", "nongrantee"))):
             r = owner.post(
                 f"{UC}/tables",
-                json={"catalog_name": "cat", "schema_name": "sch", "name": table, "columns": COLUMNS},
+                json={
+                    "catalog_name": "cat",
+                    "schema_name": "sch",
+                    "name": table,
+                    "columns": COLUMNS,
+                },
             )
             assert r.status_code == 200, r.text
         grant = [{"principal": "grantee@example.com", "add": ["USE_CATALOG"]}]

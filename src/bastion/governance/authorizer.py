@@ -181,7 +181,7 @@ class Authorizer:
         lineage = list(self._lineage(snap, node))
         # USE rights on the containers above the object (or on the object, when the
         # privilege asked for is itself a USE right).
-        for ancestor in lineage:
+        for ancestor in reversed(lineage):  # outermost first: catalog, then schema
             if ancestor is node and privilege in (Privilege.USE_CATALOG, Privilege.USE_SCHEMA):
                 continue
             needed = {

@@ -49,17 +49,21 @@ class RequestContextMiddleware:
             return
 
         received = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body:
+                    too_large = True
                     raise PayloadTooLarge(f"The request body is larger than {self.max_body} bytes.")
             return message
 
         async def send_with_id(message: Message) -> None:
+            if too_large:
+                return  # the 413 below answers instead of whatever the app made of it
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 extra = [
@@ -74,6 +78,10 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, limited_receive, send_with_id)
+            if too_large:
+                status_holder["status"] = 413
+                state["error_message"] = "request body too large"
+                await self._reject_too_large(send, request_id)
         finally:
             current_request.reset(token)
             self._audit(scope, state, info, status_holder["status"])

@@ -1,0 +1,1 @@
+"""Serving gateway: endpoints, routing and the client-facing wire protocols."""

@@ -1,0 +1,167 @@
+"""What every streaming translator shares: the accumulator and the translator interface.
+
+Upstream streams are always OpenAI chat-completion chunks (an Anthropic upstream is first
+turned into such chunks by ``anthropic_provider.AnthropicUpstreamStream``).
+A translator is fed those chunks one by one and returns the bytes to write to the client.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+
+from bastion.errors import BastionError
+from bastion.serving.protocols.chat import ChatRequest, Json, Usage
+
+
+class StreamAccumulator:
+    """Assembles the whole completion from upstream chunks, for logging once a stream ends.
+
+    >>> acc = StreamAccumulator()
+    >>> acc.add({"id": "c1", "choices": [{"index": 0, "delta": {"content": "Hel"}}]})
+    >>> acc.add({"id": "c1", "choices": [{"index": 0, "delta": {"content": "lo"},
+    ...                                   "finish_reason": "stop"}]})
+    >>> acc.text, acc.finish_reason
+    ('Hello', 'stop')
+    """
+
+    __slots__ = (
+        "_refusal",
+        "_text",
+        "created",
+        "finish_reason",
+        "id",
+        "matched_stop",
+        "model",
+        "tool_calls",
+        "usage_json",
+    )
+
+    def __init__(self) -> None:
+        self.id: str | None = None
+        self.model: str | None = None
+        self.created: int | None = None
+        self._text: list[str] = []
+        self._refusal: list[str] = []
+        #: Tool calls by their stream index: ``{"id", "type", "function": {"name", "arguments"}}``.
+        self.tool_calls: dict[int, Json] = {}
+        self.finish_reason: str | None = None
+        #: The stop sequence that ended generation, where the upstream says (vLLM does).
+        self.matched_stop: str | None = None
+        self.usage_json: Json | None = None
+
+    def add(self, chunk: Json) -> None:
+        if self.id is None:
+            self.id = chunk.get("id")
+            self.model = chunk.get("model")
+            self.created = chunk.get("created")
+        usage = chunk.get("usage")
+        if usage:
+            self.usage_json = usage
+        for choice in chunk.get("choices") or ():
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                self._text.append(content)
+            refusal = delta.get("refusal")
+            if refusal:
+                self._refusal.append(refusal)
+            for call in delta.get("tool_calls") or ():
+                self._add_tool_call(call)
+            finish = choice.get("finish_reason")
+            if finish:
+                self.finish_reason = finish
+                stop = choice.get("stop_reason")
+                if isinstance(stop, str):
+                    self.matched_stop = stop
+
+    def _add_tool_call(self, call: Json) -> None:
+        index = call.get("index", len(self.tool_calls))
+        function = call.get("function") or {}
+        known = self.tool_calls.get(index)
+        if known is None:
+            self.tool_calls[index] = {
+                "id": call.get("id") or f"call_{index}",
+                "type": "function",
+                "function": {
+                    "name": function.get("name") or "",
+                    "arguments": function.get("arguments") or "",
+                },
+            }
+            return
+        if call.get("id"):
+            known["id"] = call["id"]
+        if function.get("name") and not known["function"]["name"]:
+            known["function"]["name"] = function["name"]
+        if function.get("arguments"):
+            known["function"]["arguments"] += function["arguments"]
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def usage(self) -> Usage:
+        return Usage.from_openai(self.usage_json)
+
+    def completion(self, model: str | None = None) -> Json:
+        """The stream as one OpenAI ``chat.completion`` object."""
+        message: Json = {"role": "assistant", "content": self.text if self._text else None}
+        if self._refusal:
+            message["refusal"] = "".join(self._refusal)
+        if self.tool_calls:
+            message["tool_calls"] = [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        completion: Json = {
+            "id": self.id or "chatcmpl-stream",
+            "object": "chat.completion",
+            "created": self.created if self.created is not None else int(time.time()),
+            "model": model or self.model or "",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": self.finish_reason or "stop",
+                    "logprobs": None,
+                }
+            ],
+        }
+        if self.usage_json is not None:
+            completion["usage"] = self.usage_json
+        return completion
+
+
+class StreamTranslator(ABC):
+    """Turns upstream chat-completion chunks into one client API's SSE bytes.
+
+    Call :meth:`feed` for each upstream chunk, :meth:`finish` once the upstream stream ends
+    (``[DONE]`` or end of body), or :meth:`error` if it fails; each returns the bytes to send
+    (possibly empty). :attr:`accumulator` holds the whole completion for logging.
+    """
+
+    def __init__(self, request: ChatRequest) -> None:
+        self.request = request
+        self.model = request.model
+        self.accumulator = StreamAccumulator()
+        self.finished = False
+
+    @abstractmethod
+    def feed(self, chunk: Json) -> bytes:
+        """Client bytes for one upstream chunk."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """Client bytes that end the stream: closing events and the final usage."""
+
+    @abstractmethod
+    def error(self, error: BastionError) -> bytes:
+        """Client bytes that report ``error`` in the middle of a stream and end it."""
+
+    @property
+    def usage(self) -> Usage:
+        return self.accumulator.usage
+
+    def completion(self) -> Json:
+        """The whole streamed completion as one OpenAI ``chat.completion`` (for logs)."""
+        return self.accumulator.completion(self.model)

@@ -1,0 +1,86 @@
+"""The ``bastion`` command, run as a real subprocess against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import RunningServer
+
+
+def bastion(
+    server: RunningServer, tmp_path: Path, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "BASTION_HOST": server.url,
+        "BASTION_TOKEN": token or server.admin_token,
+        "BASTION_CONFIG_FILE": str(tmp_path / "config"),
+        "COLUMNS": "200",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "bastion.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_admin_workflow_through_the_cli(shared_server: RunningServer, tmp_path: Path) -> None:
+    run = lambda *a: bastion(shared_server, tmp_path, *a)  # noqa: E731
+    assert run("users", "create", "cli@example.com", "--display-name", "Cli").returncode == 0
+    listed = run("users", "list", "--json")
+    assert "cli@example.com" in [u["userName"] for u in json.loads(listed.stdout)]
+    assert run("groups", "create", "cli-team").returncode == 0
+    assert run("groups", "add-member", "cli-team", "cli@example.com").returncode == 0
+    groups = json.loads(run("groups", "list", "--json").stdout)
+    assert next(g for g in groups if g["displayName"] == "cli-team")["members"] == ["Cli"]
+
+    assert run("catalogs", "create", "clicat", "--comment", "from the CLI").returncode == 0
+    assert run("schemas", "create", "clicat.raw").returncode == 0
+    granted = run(
+        "grants", "update", "catalog", "clicat", "--principal", "cli-team", "--add", "USE CATALOG"
+    )
+    assert granted.returncode == 0, granted.stderr
+    grants = json.loads(run("grants", "get", "catalog", "clicat", "--json").stdout)
+    assert {"principal": "cli-team", "privileges": ["USE_CATALOG"]} in grants
+    catalogs = run("catalogs", "list")
+    assert "clicat" in catalogs.stdout and "from the CLI" in catalogs.stdout
+
+    token = json.loads(
+        run("tokens", "create", "--comment", "cli", "--lifetime-seconds", "600").stdout
+    )
+    assert token["token_value"].startswith("bstp_")
+    assert token["token_info"]["token_id"] in run("tokens", "list").stdout
+    assert run("tokens", "revoke", token["token_info"]["token_id"]).returncode == 0
+    audit = json.loads(run("audit", "list", "--action", "createCatalog", "--json").stdout)
+    assert audit and audit[0]["request_params"]["name"] == "clicat"
+
+
+def test_errors_are_one_line_and_exit_non_zero(
+    shared_server: RunningServer, tmp_path: Path
+) -> None:
+    missing = bastion(shared_server, tmp_path, "catalogs", "get", "no_such_catalog")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "Error: Catalog 'no_such_catalog' does not exist."
+    assert "Traceback" not in missing.stderr
+
+    bad_token = bastion(shared_server, tmp_path, "catalogs", "list", token="bstp_" + "0" * 40)
+    assert bad_token.returncode == 1 and "Invalid access token" in bad_token.stderr
+
+    usage = bastion(shared_server, tmp_path, "catalogs", "create")
+    assert usage.returncode == 2
+
+
+def test_configure_writes_a_private_profile(shared_server: RunningServer, tmp_path: Path) -> None:
+    done = bastion(
+        shared_server, tmp_path, "configure", "--host", "http://h:1", "--token", "bstp_x"
+    )
+    assert done.returncode == 0
+    config = tmp_path / "config"
+    assert config.stat().st_mode & 0o777 == 0o600
+    assert "host = http://h:1" in config.read_text()

@@ -1,0 +1,42 @@
+"""Two server replicas on one metastore: a grant changed through one reaches the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.errors import PermissionDenied
+from bastion.governance.privileges import Privilege
+from bastion.governance.securables import SecurableType
+from bastion.governance.store import GrantChange
+from bastion.identity.model import PrincipalKind
+from bastion.platform import Platform
+from conftest import make_settings
+
+
+def test_other_replica_sees_grant_changes_after_polling(tmp_path: Path, platform: Platform) -> None:
+    other = Platform(make_settings(tmp_path / "home2", platform.settings.resolved_database_url))
+    try:
+        user = platform.identity.create_principal(PrincipalKind.USER, "zoe@example.com")
+        other.metastore.poll_once()
+        caller = other.identity_cache.caller(user.id)
+        schema = other.authorizer.node(SecurableType.SCHEMA, "main.default")
+        assert not other.authorizer.has(caller, Privilege.SELECT, schema)
+
+        platform.governance.update_grants(
+            schema.id, [GrantChange(user.id, add=(Privilege.SELECT,))]
+        )
+        # Until the replica polls, it serves from its cache (no query per check) ...
+        assert not other.authorizer.has(caller, Privilege.SELECT, schema)
+        other.metastore.poll_once()
+        assert other.authorizer.has(caller, Privilege.SELECT, schema)
+
+        platform.governance.update_grants(
+            schema.id, [GrantChange(user.id, remove=(Privilege.SELECT,))]
+        )
+        other.metastore.poll_once()
+        with pytest.raises(PermissionDenied):
+            other.authorizer.require(caller, Privilege.SELECT, SecurableType.SCHEMA, "main.default")
+    finally:
+        other.close()

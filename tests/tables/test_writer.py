@@ -1,0 +1,329 @@
+"""The durable writer against real WAL files and real Delta tables (no mocks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import shutil
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from bastion.clock import ManualClock
+from bastion.errors import Conflict, InvalidRequest, NotFound
+from bastion.tables import delta, wal
+from bastion.tables.writer import (
+    DurableWriter,
+    TableSpec,
+    WriterFlushFailed,
+    WriterOverloaded,
+)
+
+
+def _load_child() -> ModuleType:
+    path = Path(__file__).with_name("writer_child.py")
+    spec = importlib.util.spec_from_file_location("bastion_tests_writer_child", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+child = _load_child()
+PAYLOAD = child.TABLE
+AUDIT = "system.access.audit"
+AUDIT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string(), False),
+        ("event_time", pa.timestamp("us", tz="UTC")),
+        ("action_name", pa.string()),
+        ("status_code", pa.int32()),
+        ("request_params", pa.map_(pa.string(), pa.string())),
+        ("user_identity", pa.struct([("email", pa.string()), ("subjectName", pa.string())])),
+    ]
+)
+
+
+def audit_spec(tmp_path: Path) -> TableSpec:
+    return TableSpec(AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id")
+
+
+def audit_row(i: int, **overrides: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "event_id": f"ev-{i}",
+        "event_time": dt.datetime(2025, 6, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=i),
+        "action_name": "getTable",
+        "status_code": 200,
+        "request_params": {"full_name_arg": "main.default.t"},
+        "user_identity": {"email": "bob@example.com", "subjectName": "bob"},
+    }
+    row.update(overrides)
+    return row
+
+
+def ids(uri: str, column: str = "event_id") -> list[Any]:
+    if delta.open_table(uri) is None:
+        return []
+    return sorted(delta.read_table(uri, columns=[column])[column].to_pylist())
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def writer(tmp_path: Path, clock: ManualClock) -> Any:
+    w = DurableWriter(tmp_path / "wal", flush_rows=100, flush_interval_s=5.0, clock=clock)
+    yield w
+    w.close()
+
+
+def test_round_trip_converts_timestamps_maps_structs_and_lists(tmp_path: Path, writer: Any) -> None:
+    spec = child.payload_spec(str(tmp_path / "payload"))
+    writer.register(spec)
+    rows = [child.payload_row(i) for i in range(3)]
+    rows[1]["request_time"] = "2025-06-01T12:00:00.001Z"  # an ISO string is a timestamp too
+    rows[2]["request_time"] = dt.datetime(2025, 6, 1, 12, 0, 0, 2000)  # naive means UTC
+    rows[2]["request_params"] = None
+    writer.append(PAYLOAD, rows[0])
+    writer.append_many(PAYLOAD, rows[1:])
+
+    assert writer.flush() == 3
+    table = delta.read_table(spec.uri).sort_by("request_id")
+    assert table.schema.field("request_params").type == pa.map_(pa.string(), pa.string())
+    got = table.to_pylist()
+    assert [r["request_time"] for r in got] == [
+        child.BASE_TIME + dt.timedelta(milliseconds=i) for i in range(3)
+    ]
+    assert got[0]["request_params"] == [("temperature", "0.2"), ("max_tokens", "256")]
+    assert got[2]["request_params"] is None
+    assert got[0]["user_identity"] == {"email": "alice@example.com", "subjectName": "alice"}
+    assert got[0]["tags"] == ["chat", "prod"]
+    assert got[0]["request_date"] == dt.date(2025, 6, 1)
+    assert writer.stats().written == 3 and writer.stats().pending == 0
+
+
+def test_flush_by_size_without_waiting(tmp_path: Path, writer: Any) -> None:
+    writer.register(audit_spec(tmp_path))
+    writer.append_many(AUDIT, [audit_row(i) for i in range(99)])
+    assert writer.maybe_flush() == 0
+    writer.append(AUDIT, audit_row(99))
+    assert writer.maybe_flush() == 100
+    assert len(ids(str(tmp_path / "audit"))) == 100
+
+
+def test_flush_by_time_follows_the_injected_clock(
+    tmp_path: Path, writer: Any, clock: ManualClock
+) -> None:
+    writer.register(audit_spec(tmp_path))
+    writer.append(AUDIT, audit_row(1))
+    clock.advance(4.9)
+    writer.append(AUDIT, audit_row(2))
+    assert writer.maybe_flush() == 0
+    clock.advance(0.1)  # the oldest row is now 5 s old
+    assert writer.maybe_flush() == 2
+    assert ids(str(tmp_path / "audit")) == ["ev-1", "ev-2"]
+
+
+def test_background_thread_flushes_and_close_flushes_the_rest(tmp_path: Path) -> None:
+    w = DurableWriter(tmp_path / "wal", flush_rows=10, flush_interval_s=3600).start()
+    w.register(audit_spec(tmp_path))
+    w.append_many(AUDIT, [audit_row(i) for i in range(10)])
+    done = threading.Event()
+    for _ in range(500):  # the flusher thread commits on the size trigger
+        if w.stats().written == 10 or done.wait(0.01):
+            break
+    assert w.stats().written == 10
+    w.append(AUDIT, audit_row(10))  # below both triggers: only close() writes it
+    w.close()
+    assert len(ids(str(tmp_path / "audit"))) == 11
+    table_dir = tmp_path / "wal" / "tables" / AUDIT
+    assert wal.list_segments(table_dir) == []
+
+
+def test_replay_after_restart_and_torn_tail(tmp_path: Path, clock: ManualClock) -> None:
+    spec = audit_spec(tmp_path)
+    table_dir = tmp_path / "wal" / "tables" / AUDIT
+    table_dir.mkdir(parents=True)
+    # What a crashed process leaves: a full segment, then one whose last write was torn.
+    seg = wal.ActiveSegment(table_dir, 1)
+    lines = [orjson.dumps(audit_row(i), option=orjson.OPT_APPEND_NEWLINE) for i in range(4)]
+    seg.write(b"".join(lines[:3]), 3)
+    seg.close()
+    wal.segment_path(table_dir, 2).write_bytes(lines[3] + lines[3][:20])
+
+    with DurableWriter(tmp_path / "wal", clock=clock) as w:
+        w.register(spec)
+        assert w.stats().pending == 4
+        assert w.flush() == 4
+        assert w.stats().pending == 0
+    assert ids(spec.uri) == ["ev-0", "ev-1", "ev-2", "ev-3"]
+    assert wal.list_segments(table_dir) == []
+
+
+def test_backlog_beyond_the_memory_cap_is_read_back_from_the_wal(
+    tmp_path: Path, writer: Any
+) -> None:
+    writer.register(audit_spec(tmp_path))  # flush_rows=100: at most 400 records kept in memory
+    writer.append_many(AUDIT, [audit_row(i) for i in range(350)])
+    writer.append_many(AUDIT, [audit_row(i) for i in range(350, 700)])
+    writer.append(AUDIT, audit_row(700, status_code="bad"))
+    assert writer.flush() == 700
+    assert len(ids(str(tmp_path / "audit"))) == 700
+    assert (writer.stats().quarantined, writer.stats().pending) == (1, 0)
+
+
+def test_duplicate_keys_in_a_batch_are_written_once_and_counted(
+    tmp_path: Path, writer: Any
+) -> None:
+    writer.register(audit_spec(tmp_path))
+    writer.append(AUDIT, audit_row(1, action_name="first"))
+    writer.append(AUDIT, audit_row(1, action_name="retry"))
+    writer.append(AUDIT, audit_row(2))
+    assert writer.flush() == 2
+    table = delta.read_table(str(tmp_path / "audit")).sort_by("event_id")
+    assert table["action_name"].to_pylist() == ["first", "getTable"]
+    assert writer.stats().deduplicated == 1
+
+
+def test_backpressure_raises_after_a_bounded_wait(tmp_path: Path, clock: ManualClock) -> None:
+    with DurableWriter(
+        tmp_path / "wal",
+        flush_rows=3,
+        max_pending_rows=5,
+        backpressure_timeout_s=0.0,
+        clock=clock,
+    ) as w:
+        w.register(audit_spec(tmp_path))
+        w.append_many(AUDIT, [audit_row(i) for i in range(5)])
+        with pytest.raises(WriterOverloaded) as exc:
+            w.append(AUDIT, audit_row(5))
+        assert exc.value.status_code == 503
+        assert (w.stats().pending, w.stats().rejected) == (5, 1)
+        w.flush()
+        w.append(AUDIT, audit_row(5))  # room again
+        assert w.stats().pending == 1
+    assert len(ids(str(tmp_path / "audit"))) == 6
+
+
+def test_backpressure_waits_for_the_flusher(tmp_path: Path, clock: ManualClock) -> None:
+    with DurableWriter(
+        tmp_path / "wal",
+        flush_rows=3,
+        max_pending_rows=5,
+        backpressure_timeout_s=30.0,
+        clock=clock,
+    ) as w:
+        w.register(audit_spec(tmp_path))
+        w.append_many(AUDIT, [audit_row(i) for i in range(5)])
+        w.start()  # the flusher makes room while append() waits
+        w.append(AUDIT, audit_row(5))
+        assert w.stats().rejected == 0
+    assert len(ids(str(tmp_path / "audit"))) == 6
+
+
+def test_failed_commit_keeps_rows_counts_them_and_retries_with_backoff(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    audit = audit_spec(tmp_path)
+    # Someone created the audit table with an incompatible schema.
+    delta.create_table_if_missing(audit.uri, pa.schema([("event_id", pa.int64())]))
+    payload = child.payload_spec(str(tmp_path / "payload"))
+    with DurableWriter(tmp_path / "wal", flush_rows=2, clock=clock, retry_backoff_s=10) as w:
+        w.register(audit)
+        w.register(payload)
+        w.append_many(AUDIT, [audit_row(i) for i in range(3)])
+        w.append_many(PAYLOAD, [child.payload_row(i) for i in range(2)])
+
+        with pytest.raises(WriterFlushFailed, match=AUDIT):
+            w.flush()
+        stats = w.stats()
+        assert ids(payload.uri, "request_id") == ["req-00000000", "req-00000001"]
+        audit_stats = stats.tables[AUDIT]
+        assert (audit_stats.failed, audit_stats.pending, audit_stats.written) == (3, 3, 0)
+        assert audit_stats.commit_errors == 1 and audit_stats.last_error
+        assert (stats.failed, stats.written) == (3, 2)
+
+        w.append(AUDIT, audit_row(3))  # appends keep working while the table is failing
+        assert w.maybe_flush() == 0  # still in backoff: no new attempt
+        assert w.stats().tables[AUDIT].commit_errors == 1
+
+        shutil.rmtree(audit.uri)  # the operator fixes the table
+        clock.advance(10)
+        assert w.maybe_flush() == 4
+        audit_stats = w.stats().tables[AUDIT]
+        assert (audit_stats.failed, audit_stats.pending, audit_stats.written) == (0, 0, 4)
+    assert ids(audit.uri) == ["ev-0", "ev-1", "ev-2", "ev-3"]
+
+
+def test_unconvertible_rows_are_quarantined_not_dropped(tmp_path: Path, writer: Any) -> None:
+    spec = audit_spec(tmp_path)
+    writer.register(spec)
+    writer.append(AUDIT, audit_row(1))
+    writer.append(AUDIT, audit_row(2, status_code="two hundred"))
+    writer.append(AUDIT, audit_row(3, user_identity="not a struct"))
+    writer.append(AUDIT, audit_row(4))
+    assert writer.flush() == 2
+    assert ids(spec.uri) == ["ev-1", "ev-4"]
+    stats = writer.stats()
+    assert (stats.quarantined, stats.written, stats.pending) == (2, 2, 0)
+    dead = wal.read_dead_letters(tmp_path / "wal" / "tables" / AUDIT)
+    assert sorted(d["record"]["event_id"] for d in dead) == ["ev-2", "ev-3"]
+    assert all("column" in d["error"] for d in dead)
+
+
+def test_append_rejects_what_cannot_be_logged(tmp_path: Path, writer: Any) -> None:
+    writer.register(audit_spec(tmp_path))
+    with pytest.raises(InvalidRequest, match="no columns"):
+        writer.append(AUDIT, audit_row(1, surprise=1))
+    with pytest.raises(InvalidRequest, match="key column"):
+        writer.append(AUDIT, audit_row(1, event_id=None))
+    with pytest.raises(InvalidRequest, match="cannot be logged"):
+        writer.append(AUDIT, audit_row(1, action_name=object()))
+    with pytest.raises(NotFound):
+        writer.append("system.nope", audit_row(1))
+    assert writer.stats().pending == 0
+
+
+def test_one_writer_per_wal_directory_and_one_spec_per_name(tmp_path: Path, writer: Any) -> None:
+    with pytest.raises(Conflict):
+        DurableWriter(tmp_path / "wal")
+    spec = audit_spec(tmp_path)
+    writer.register(spec)
+    writer.register(spec)
+    with pytest.raises(Conflict):
+        writer.register(TableSpec(AUDIT, str(tmp_path / "elsewhere"), AUDIT_SCHEMA, "event_id"))
+
+
+def test_stats_per_table_and_total(tmp_path: Path, writer: Any) -> None:
+    writer.register(audit_spec(tmp_path))
+    writer.register(child.payload_spec(str(tmp_path / "payload")))
+    writer.append_many(AUDIT, [audit_row(i) for i in range(3)])
+    writer.append(PAYLOAD, child.payload_row(0))
+    stats = writer.stats()
+    assert (stats.pending, stats.tables[AUDIT].pending, stats.tables[PAYLOAD].pending) == (4, 3, 1)
+    writer.flush()
+    writer.append(PAYLOAD, child.payload_row(1))
+    stats = writer.stats()
+    assert (stats.written, stats.pending) == (4, 1)
+    assert (stats.tables[AUDIT].written, stats.tables[PAYLOAD].written) == (3, 1)
+    metrics = stats.prometheus()
+    assert 'bastion_table_writer_written_total{table="system.access.audit"} 3' in metrics
+    assert f'bastion_table_writer_pending{{table="{PAYLOAD}"}} 1' in metrics
+
+
+def test_closed_writer_refuses_appends(tmp_path: Path) -> None:
+    w = DurableWriter(tmp_path / "wal")
+    w.register(audit_spec(tmp_path))
+    w.close()
+    with pytest.raises(Exception, match="closed"):
+        w.append(AUDIT, audit_row(1))
+    with DurableWriter(tmp_path / "wal") as again:  # the directory lock was released
+        again.register(audit_spec(tmp_path))
+        assert again.stats().pending == 0
