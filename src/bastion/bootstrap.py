@@ -11,6 +11,15 @@ from bastion.governance.store import GrantChange
 from bastion.identity.credentials import PAT_PREFIX
 from bastion.identity.model import ADMINS_GROUP, USERS_GROUP, PrincipalKind
 from bastion.platform import Platform
+from bastion.tables.columns import parse_column
+from bastion.tables.delta import create_table_if_missing
+from bastion.tables.system import (
+    SYSTEM_CATALOG,
+    SYSTEM_SCHEMAS,
+    SYSTEM_TABLES,
+    SystemTable,
+    location,
+)
 
 ADMIN_USER = "admin"
 
@@ -30,7 +39,9 @@ def initialize(platform: Platform) -> InitialCredentials | None:
     for group in (ADMINS_GROUP, USERS_GROUP):
         if identity.find(group) is None:
             identity.create_principal(PrincipalKind.GROUP, group)
-    if identity.find(ADMIN_USER) is not None:
+    existing = identity.find(ADMIN_USER)
+    if existing is not None:
+        ensure_system_catalog(platform, existing.id)
         return None
     settings = platform.settings
     password = settings.admin_password or secrets.token_urlsafe(12)
@@ -51,7 +62,61 @@ def initialize(platform: Platform) -> InitialCredentials | None:
         value=settings.admin_token,
     )
     _create_main_catalog(platform, admin.id)
+    ensure_system_catalog(platform, admin.id)
     return InitialCredentials(ADMIN_USER, password, token)
+
+
+def ensure_system_catalog(platform: Platform, admin_id: int) -> None:
+    """The ``system`` catalog and its tables (readable by admins unless granted further)."""
+    governance = platform.governance
+    names = {(i.type, i.full_name) for i in governance.list_securables(SecurableType.CATALOG)}
+    if (SecurableType.CATALOG, SYSTEM_CATALOG) not in names:
+        governance.create(
+            SecurableType.CATALOG,
+            SYSTEM_CATALOG,
+            owner_id=admin_id,
+            created_by=ADMIN_USER,
+            comment="Platform-produced tables: audit, serving, tracing, red teaming.",
+        )
+    schemas = {
+        i.full_name for i in governance.list_securables(SecurableType.SCHEMA, SYSTEM_CATALOG)
+    }
+    for schema in SYSTEM_SCHEMAS:
+        if f"{SYSTEM_CATALOG}.{schema}" not in schemas:
+            governance.create(
+                SecurableType.SCHEMA,
+                f"{SYSTEM_CATALOG}.{schema}",
+                owner_id=admin_id,
+                created_by=ADMIN_USER,
+            )
+    for table in SYSTEM_TABLES:
+        register_system_table(platform, table, admin_id)
+
+
+def register_system_table(platform: Platform, table: SystemTable, owner_id: int) -> None:
+    """Register a platform table in the catalog and create its (empty) Delta table."""
+    uri = location(platform.settings.warehouse_dir, table.full_name)
+    schema_name = table.full_name.rsplit(".", 1)[0]
+    existing = {
+        i.full_name for i in platform.governance.list_securables(SecurableType.TABLE, schema_name)
+    }
+    if table.full_name not in existing:
+        columns = [parse_column({"name": n, "type_text": t}) for n, t in table.columns]
+        platform.governance.create(
+            SecurableType.TABLE,
+            table.full_name,
+            owner_id=owner_id,
+            created_by=ADMIN_USER,
+            comment=table.comment,
+            properties={
+                "table_type": "MANAGED",
+                "data_source_format": "DELTA",
+                "columns": [c.as_dict(i) for i, c in enumerate(columns)],
+                "storage_location": str(uri),
+            },
+        )
+    uri.mkdir(parents=True, exist_ok=True)
+    create_table_if_missing(str(uri), table.schema, name=table.full_name)
 
 
 def _create_main_catalog(platform: Platform, admin_id: int) -> None:

@@ -6,7 +6,7 @@ import contextvars
 from dataclasses import dataclass
 
 from bastion.clock import Clock, SystemClock, now_ms
-from bastion.governance.audit import AuditEvent, MetastoreAuditSink
+from bastion.governance.audit import AuditEvent, DeltaAuditSink
 from bastion.governance.authorizer import Authorizer
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
@@ -18,6 +18,7 @@ from bastion.identity.store import IdentityStore
 from bastion.identity.throttle import LoginThrottle
 from bastion.metastore.db import Metastore, create_metastore_engine, upgrade
 from bastion.settings import Settings
+from bastion.tables.writer import DurableWriter
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,24 @@ class Platform:
         self.codec = JwtCodec(load_or_create_key(settings.resolved_secret_key_file), self.clock)
         self.authenticator = Authenticator(self.identity_cache, self.codec, self.clock)
         self.authorizer = Authorizer(self.metastore, on_decision=self._audit_decision)
-        self.audit = MetastoreAuditSink(self.metastore)
+        self.writer = DurableWriter(
+            settings.home / "wal",
+            flush_rows=settings.writer_flush_rows,
+            flush_interval_s=settings.writer_flush_interval_s,
+            clock=self.clock,
+        )
+        self.audit = DeltaAuditSink(self.writer, settings.warehouse_dir)
         self.throttle = LoginThrottle(
             self.clock, settings.login_max_failures, settings.login_lockout_s
         )
 
     def start(self) -> None:
         self.metastore.start_polling(self.settings.cache_poll_interval_s)
+        self.writer.start()
 
     def close(self) -> None:
         self.audit.close()
+        self.writer.close()
         self.metastore.close()
 
     def _audit_decision(

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
         "replicas' changes (0 disables polling).",
     )
 
+    writer_flush_rows: int = Field(
+        default=10_000, description="Rows a table's write-ahead log gathers before a Delta commit."
+    )
+    writer_flush_interval_s: float = Field(
+        default=2.0, description="Longest a logged row waits before its Delta commit."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

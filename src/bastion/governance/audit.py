@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import logging
-import queue
-import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from bastion.metastore.db import Metastore
-from bastion.metastore.models import AuditEventRow
-
-logger = logging.getLogger(__name__)
+from bastion.tables.delta import open_table
+from bastion.tables.system import AUDIT, location
+from bastion.tables.writer import DurableWriter
 
 # Never written to an audit row, whatever the request carried.
 SECRET_KEYS = frozenset(
@@ -64,19 +63,29 @@ class AuditEvent:
 
     def as_row(self) -> dict[str, Any]:
         """The event in ``system.access.audit``'s shape."""
+        when = _ts(self.event_time)
         return {
+            "account_id": "bastion",
+            "workspace_id": "0",
             "version": "2.0",
-            "event_time": self.event_time,
+            "event_time": when,
+            "event_date": when.date(),
+            "session_id": None,
             "event_id": self.event_id,
             "request_id": self.request_id,
             "user_identity": {"email": self.user_email, "subjectName": self.user_email},
             "service_name": self.service_name,
             "action_name": self.action_name,
             "request_params": self.request_params,
-            "response": {"statusCode": self.status_code, "errorMessage": self.error_message},
+            "response": {
+                "statusCode": self.status_code,
+                "errorMessage": self.error_message,
+                "result": None,
+            },
             "source_ip_address": self.source_ip_address,
             "user_agent": self.user_agent,
             "audit_level": "WORKSPACE_LEVEL",
+            "identity_metadata": {"run_by": self.user_email, "run_as": self.user_email},
         }
 
 
@@ -92,75 +101,25 @@ class AuditSink(Protocol):
     def close(self) -> None: ...
 
 
-class MetastoreAuditSink:
-    """Writes audit events to the metastore in batches, from a background thread."""
+class DeltaAuditSink:
+    """Audit events into the Delta table ``system.access.audit``, through the durable writer.
 
-    def __init__(self, metastore: Metastore, batch_size: int = 500) -> None:
-        self._metastore = metastore
-        self._queue: queue.Queue[AuditEvent | None] = queue.Queue()
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="bastion-audit", daemon=True)
-        self._thread.start()
+    ``emit`` only appends to the writer's write-ahead log, so it never waits on Delta.
+    """
+
+    def __init__(self, writer: DurableWriter, warehouse: Path) -> None:
+        self._writer = writer
+        self._uri = str(location(warehouse, AUDIT.full_name))
+        writer.register(AUDIT.spec(warehouse))
 
     def emit(self, event: AuditEvent) -> None:
-        self._queue.put(event)
-
-    def _drain(self) -> list[AuditEvent]:
-        batch: list[AuditEvent] = []
-        while len(batch) < self._batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                batch.append(item)
-        return batch
-
-    def _write(self, batch: list[AuditEvent]) -> None:
-        if not batch:
-            return
-        with self._metastore.session() as session:
-            session.add_all(
-                AuditEventRow(
-                    event_id=e.event_id,
-                    event_time=e.event_time,
-                    request_id=e.request_id,
-                    user_email=e.user_email,
-                    service_name=e.service_name,
-                    action_name=e.action_name,
-                    request_params=json.dumps(e.request_params),
-                    status_code=e.status_code,
-                    error_message=e.error_message,
-                    source_ip_address=e.source_ip_address,
-                    user_agent=e.user_agent,
-                )
-                for e in batch
-            )
-            session.commit()
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                with self._lock:
-                    self._write(self._drain())
-                return
-            with self._lock:
-                try:
-                    self._write([first, *self._drain()])
-                except Exception:
-                    logger.exception("could not write audit events; they will be retried")
-                    self._queue.put(first)
+        self._writer.append(AUDIT.full_name, event.as_row())
 
     def flush(self) -> None:
-        with self._lock:
-            self._write(self._drain())
+        self._writer.flush()
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-        self.flush()
+        """The writer is closed (and flushed) by its owner."""
 
     def query(
         self,
@@ -169,30 +128,32 @@ class MetastoreAuditSink:
         action_name: str | None = None,
         user_email: str | None = None,
         limit: int = 100,
-    ) -> list[AuditEvent]:
+    ) -> list[dict[str, Any]]:
+        """Newest events first, in ``system.access.audit``'s row shape (for admins)."""
         self.flush()
-        with self._metastore.session() as session:
-            q = select(AuditEventRow)
-            if since_ms is not None:
-                q = q.where(AuditEventRow.event_time >= since_ms)
-            if action_name:
-                q = q.where(AuditEventRow.action_name == action_name)
-            if user_email:
-                q = q.where(AuditEventRow.user_email == user_email)
-            rows = session.scalars(q.order_by(AuditEventRow.id.desc()).limit(limit)).all()
-        return [
-            AuditEvent(
-                event_time=r.event_time,
-                request_id=r.request_id,
-                user_email=r.user_email,
-                service_name=r.service_name,
-                action_name=r.action_name,
-                request_params=json.loads(r.request_params),
-                status_code=r.status_code,
-                error_message=r.error_message,
-                source_ip_address=r.source_ip_address,
-                user_agent=r.user_agent,
-                event_id=r.event_id,
-            )
-            for r in rows
-        ]
+        table = open_table(self._uri)
+        if table is None:
+            return []
+        data = table.to_pyarrow_dataset()
+        condition = None
+        for clause in (
+            pc.field("event_time") >= pa.scalar(_ts(since_ms), pa.timestamp("us", tz="UTC"))
+            if since_ms is not None
+            else None,
+            pc.field("action_name") == action_name if action_name else None,
+            pc.field("user_identity", "email") == user_email if user_email else None,
+        ):
+            if clause is not None:
+                condition = clause if condition is None else condition & clause
+        rows = data.to_table(filter=condition)
+        rows = rows.sort_by([("event_time", "descending")]).slice(0, limit)
+        out = rows.to_pylist()
+        for row in out:
+            row["request_params"] = dict(row["request_params"] or [])
+            row["event_time"] = row["event_time"].isoformat()
+            row["event_date"] = row["event_date"].isoformat()
+        return out
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)

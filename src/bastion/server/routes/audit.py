@@ -25,4 +25,4 @@ def list_audit_events(
     events = platform_of(request).audit.query(
         since_ms=since_ms, action_name=action_name, user_email=user, limit=limit
     )
-    return {"events": [e.as_row() for e in events]}
+    return {"events": events}

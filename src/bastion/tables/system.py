@@ -1,0 +1,100 @@
+"""The ``system`` catalog: platform-produced tables, written through the durable writer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from bastion.tables.writer import TableSpec
+
+SYSTEM_CATALOG = "system"
+SYSTEM_SCHEMAS = ("access", "serving", "tracing", "redteam")
+
+
+@dataclass(frozen=True)
+class SystemTable:
+    full_name: str
+    schema: pa.Schema
+    key: str
+    comment: str
+    columns: tuple[tuple[str, str], ...]  # (name, Databricks SQL type) as shown in the catalog
+
+    def spec(self, warehouse: Path) -> TableSpec:
+        return TableSpec(
+            name=self.full_name,
+            uri=str(location(warehouse, self.full_name)),
+            schema=self.schema,
+            key=self.key,
+        )
+
+
+def location(warehouse: Path, full_name: str) -> Path:
+    return warehouse.joinpath(*full_name.split(".")).resolve()
+
+
+_STRING_MAP = pa.map_(pa.string(), pa.string())
+
+AUDIT = SystemTable(
+    full_name="system.access.audit",
+    key="event_id",
+    comment="Audit log: every state change, login and data-access decision.",
+    schema=pa.schema(
+        [
+            pa.field("account_id", pa.string()),
+            pa.field("workspace_id", pa.string()),
+            pa.field("version", pa.string()),
+            pa.field("event_time", pa.timestamp("us", tz="UTC")),
+            pa.field("event_date", pa.date32()),
+            pa.field("source_ip_address", pa.string()),
+            pa.field("user_agent", pa.string()),
+            pa.field("session_id", pa.string()),
+            pa.field(
+                "user_identity",
+                pa.struct([pa.field("email", pa.string()), pa.field("subjectName", pa.string())]),
+            ),
+            pa.field("service_name", pa.string()),
+            pa.field("action_name", pa.string()),
+            pa.field("request_id", pa.string()),
+            pa.field("request_params", _STRING_MAP),
+            pa.field(
+                "response",
+                pa.struct(
+                    [
+                        pa.field("statusCode", pa.int32()),
+                        pa.field("errorMessage", pa.string()),
+                        pa.field("result", pa.string()),
+                    ]
+                ),
+            ),
+            pa.field("audit_level", pa.string()),
+            pa.field("event_id", pa.string(), nullable=False),
+            pa.field(
+                "identity_metadata",
+                pa.struct([pa.field("run_by", pa.string()), pa.field("run_as", pa.string())]),
+            ),
+        ]
+    ),
+    columns=(
+        ("account_id", "string"),
+        ("workspace_id", "string"),
+        ("version", "string"),
+        ("event_time", "timestamp"),
+        ("event_date", "date"),
+        ("source_ip_address", "string"),
+        ("user_agent", "string"),
+        ("session_id", "string"),
+        ("user_identity", "struct<email:string,subjectName:string>"),
+        ("service_name", "string"),
+        ("action_name", "string"),
+        ("request_id", "string"),
+        ("request_params", "map<string,string>"),
+        ("response", "struct<statusCode:int,errorMessage:string,result:string>"),
+        ("audit_level", "string"),
+        ("event_id", "string"),
+        ("identity_metadata", "struct<run_by:string,run_as:string>"),
+    ),
+)
+
+SYSTEM_TABLES: tuple[SystemTable, ...] = (AUDIT,)
