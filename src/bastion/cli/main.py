@@ -8,6 +8,7 @@ import typer
 
 from bastion.cli import catalog, identity
 from bastion.cli.common import err_console
+from bastion.cli.sql import run_sql
 from bastion.client.http import Profile, save_profile
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.add_typer(catalog.catalogs, name="catalogs")
 app.add_typer(catalog.schemas, name="schemas")
 app.add_typer(catalog.grants, name="grants")
 app.add_typer(catalog.audit, name="audit")
+app.command("sql")(run_sql)
 
 
 @app.command()

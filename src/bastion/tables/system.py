@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from bastion.tables.columns import arrow_type
 from bastion.tables.writer import TableSpec
 
 SYSTEM_CATALOG = "system"
@@ -97,4 +98,93 @@ AUDIT = SystemTable(
     ),
 )
 
-SYSTEM_TABLES: tuple[SystemTable, ...] = (AUDIT,)
+
+def _table(full_name: str, key: str, comment: str, columns: list[tuple[str, str]]) -> SystemTable:
+    fields = [pa.field(n, arrow_type(t)[1], nullable=(n != key)) for n, t in columns]
+    return SystemTable(full_name, pa.schema(fields), key, comment, tuple(columns))
+
+
+# One row per request to any endpoint, without payloads (Databricks' endpoint_usage shape).
+ENDPOINT_USAGE = _table(
+    "system.serving.endpoint_usage",
+    "databricks_request_id",
+    "One row per serving request: who, which entity, tokens, status; no payloads.",
+    [
+        ("account_id", "string"),
+        ("workspace_id", "string"),
+        ("client_request_id", "string"),
+        ("databricks_request_id", "string"),
+        ("requester", "string"),
+        ("status_code", "int"),
+        ("request_time", "timestamp"),
+        ("input_token_count", "bigint"),
+        ("output_token_count", "bigint"),
+        ("input_character_count", "bigint"),
+        ("output_character_count", "bigint"),
+        ("usage_context", "map<string,string>"),
+        ("request_streaming", "boolean"),
+        ("served_entity_id", "string"),
+        ("endpoint_name", "string"),
+        ("api", "string"),
+        ("total_duration_ms", "bigint"),
+        ("scan_type", "string"),
+    ],
+)
+
+SERVED_ENTITIES = _table(
+    "system.serving.served_entities",
+    "served_entity_id",
+    "Served entity id -> endpoint, model and version, as first seen serving traffic.",
+    [
+        ("served_entity_id", "string"),
+        ("account_id", "string"),
+        ("workspace_id", "string"),
+        ("endpoint_name", "string"),
+        ("served_entity_name", "string"),
+        ("entity_type", "string"),
+        ("entity_name", "string"),
+        ("entity_version", "string"),
+        ("endpoint_config_version", "bigint"),
+        ("change_time", "timestamp"),
+    ],
+)
+
+# The columns of every endpoint's payload table (``<catalog>.<schema>.<prefix>_payload``).
+PAYLOAD_COLUMNS: list[tuple[str, str]] = [
+    ("request_id", "string"),
+    ("client_request_id", "string"),
+    ("request_date", "date"),
+    ("request_time", "timestamp"),
+    ("status_code", "int"),
+    ("sampling_fraction", "double"),
+    ("execution_duration_ms", "bigint"),
+    ("total_duration_ms", "bigint"),
+    ("request", "string"),
+    ("response", "string"),
+    ("logging_error_codes", "array<string>"),
+    ("served_entity_id", "string"),
+    ("served_entity_name", "string"),
+    ("model_name", "string"),
+    ("model_version", "string"),
+    ("endpoint_name", "string"),
+    ("requester", "string"),
+    ("api", "string"),
+    ("stream", "boolean"),
+    ("input_tokens", "bigint"),
+    ("output_tokens", "bigint"),
+    ("environment", "string"),
+    ("scan_type", "string"),
+    ("scan_id", "string"),
+    ("trace_id", "string"),
+    ("usage_context", "map<string,string>"),
+    ("tags", "map<string,string>"),
+]
+
+
+def payload_table(full_name: str) -> SystemTable:
+    return _table(
+        full_name, "request_id", "Inference payloads of a serving endpoint.", PAYLOAD_COLUMNS
+    )
+
+
+SYSTEM_TABLES: tuple[SystemTable, ...] = (AUDIT, ENDPOINT_USAGE, SERVED_ENTITIES)

@@ -1,0 +1,1 @@
+"""Observability: inference tables, usage, traces and metrics."""

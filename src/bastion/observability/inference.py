@@ -1,0 +1,206 @@
+"""Inference logging: one payload row per request, plus usage and served-entity rows.
+
+Rows go to the durable writer (an ``os.write`` to its log; Delta commits happen in the
+background), so logging costs the request microseconds and loses nothing on a crash. Each
+endpoint's payload table is registered in the catalog the first time the endpoint serves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from bastion.bootstrap import ADMIN_USER, register_system_table
+from bastion.errors import AlreadyExists, BastionError
+from bastion.platform import Platform
+from bastion.serving.gateway.app import Exchange
+from bastion.tables.system import (
+    ENDPOINT_USAGE,
+    SERVED_ENTITIES,
+    location,
+    payload_table,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+SCAN_TYPES = frozenset({"normal", "redteam", "eval"})
+
+
+def payload_table_name(endpoint: str, config: dict[str, Any] | None) -> str:
+    """``<catalog>.<schema>.<prefix>_payload`` from ``inference_table_config``, or the default."""
+    config = config or {}
+    catalog = config.get("catalog_name") or "main"
+    schema = config.get("schema_name") or "default"
+    prefix = config.get("table_name_prefix") or endpoint.replace("-", "_")
+    return f"{catalog}.{schema}.{prefix}_payload".lower()
+
+
+def _capped(data: str | None, code: str, errors: list[str]) -> str | None:
+    if data is not None and len(data) > MAX_PAYLOAD_BYTES:
+        errors.append(code)
+        return None
+    return data
+
+
+class InferenceLogger:
+    def __init__(self, platform: Platform) -> None:
+        self._platform = platform
+        self._writer = platform.writer
+        self._ready: dict[str, str] = {}  # endpoint -> payload table name
+        self._entities: set[str] = set()
+        self._lock = threading.Lock()
+        for table in (ENDPOINT_USAGE, SERVED_ENTITIES):
+            self._writer.register(table.spec(platform.settings.warehouse_dir))
+        self._replay_payload_logs()
+
+    def _replay_payload_logs(self) -> None:
+        """Register payload tables that have rows left in the log by an earlier process."""
+        tables = self._writer.wal_dir / "tables"
+        for directory in sorted(tables.glob("*_payload")) if tables.exists() else []:
+            if any(directory.iterdir()):
+                self._ensure_table(directory.name)
+
+    def _payload_table(self, endpoint: str, plan: Any) -> str:
+        name = self._ready.get(endpoint)
+        if name is not None:
+            return name
+        with self._lock:
+            name = self._ready.get(endpoint)
+            if name is None:
+                ai_gateway = getattr(plan, "ai_gateway", None) or {}
+                inference = getattr(plan, "inference_table", None)
+                if inference:
+                    config = {
+                        "catalog_name": inference[0],
+                        "schema_name": inference[1],
+                        "table_name_prefix": inference[2],
+                    }
+                else:
+                    config = ai_gateway.get("inference_table_config") or {}
+                name = payload_table_name(endpoint, config)
+                self._ensure_table(name)
+                self._ready[endpoint] = name
+        return name
+
+    def _ensure_table(self, full_name: str) -> None:
+        """Register the payload table in the catalog (owned by admin) and with the writer."""
+        table = payload_table(full_name)
+        admin = self._platform.identity.find(ADMIN_USER)
+        owner = admin.id if admin else 1
+        with contextlib.suppress(AlreadyExists):  # another replica registered it just now
+            register_system_table(self._platform, table, owner)
+        self._writer.register(table.spec(self._platform.settings.warehouse_dir))
+
+    def log(self, exchange: Exchange) -> None:
+        try:
+            self._log(exchange)
+        except BastionError:
+            logger.exception("could not log request %s", exchange.request_id)
+
+    def _log(self, exchange: Exchange) -> None:
+        plan, entity, chat = exchange.plan, exchange.entity, exchange.request
+        if plan is None or exchange.endpoint is None:
+            return
+        headers = exchange.headers
+        scan_type = headers.get("x-bastion-scan-type", "normal").lower()
+        if scan_type not in SCAN_TYPES:
+            scan_type = "normal"
+        when = datetime.fromtimestamp(exchange.started_wall, UTC)
+        errors: list[str] = []
+        request_text = _capped(
+            exchange.raw_body.decode("utf-8", errors="replace"), "MAX_REQUEST_SIZE_EXCEEDED", errors
+        )
+        response_text = (
+            orjson.dumps(exchange.response).decode() if exchange.response is not None else None
+        )
+        response_text = _capped(response_text, "MAX_RESPONSE_SIZE_EXCEEDED", errors)
+        if exchange.error and exchange.response is None:
+            response_text = orjson.dumps({"error": exchange.error}).decode()
+        usage_context = {
+            str(k): str(v) for k, v in ((chat.usage_context if chat else None) or {}).items()
+        }
+        client_request_id = chat.client_request_id if chat else None
+        entity_id = getattr(entity, "served_entity_id", None)
+        table = self._payload_table(exchange.endpoint, plan)
+        requester = exchange.caller.name if exchange.caller else None
+        self._writer.append(
+            table,
+            {
+                "request_id": exchange.request_id,
+                "client_request_id": client_request_id,
+                "request_date": when.date(),
+                "request_time": when,
+                "status_code": exchange.status,
+                "sampling_fraction": 1.0,
+                "execution_duration_ms": int(exchange.upstream_s * 1000),
+                "total_duration_ms": int(exchange.total_ms),
+                "request": request_text,
+                "response": response_text,
+                "logging_error_codes": errors,
+                "served_entity_id": entity_id,
+                "served_entity_name": getattr(entity, "served_entity_name", None),
+                "model_name": getattr(entity, "model_name", None),
+                "model_version": getattr(entity, "model_version", None),
+                "endpoint_name": exchange.endpoint,
+                "requester": requester,
+                "api": exchange.api.value,
+                "stream": bool(chat.stream) if chat else False,
+                "input_tokens": exchange.input_tokens,
+                "output_tokens": exchange.output_tokens,
+                "environment": (getattr(plan, "tags", None) or {}).get("environment"),
+                "scan_type": scan_type,
+                "scan_id": headers.get("x-bastion-scan-id"),
+                "trace_id": exchange.trace_id,
+                "usage_context": usage_context,
+                "tags": dict(getattr(plan, "tags", None) or {}),
+            },
+        )
+        self._writer.append(
+            ENDPOINT_USAGE.full_name,
+            {
+                "account_id": "bastion",
+                "workspace_id": "0",
+                "client_request_id": client_request_id,
+                "databricks_request_id": exchange.request_id,
+                "requester": requester,
+                "status_code": exchange.status,
+                "request_time": when,
+                "input_token_count": exchange.input_tokens,
+                "output_token_count": exchange.output_tokens,
+                "input_character_count": len(exchange.raw_body),
+                "output_character_count": len(response_text or ""),
+                "usage_context": usage_context,
+                "request_streaming": bool(chat.stream) if chat else False,
+                "served_entity_id": entity_id,
+                "endpoint_name": exchange.endpoint,
+                "api": exchange.api.value,
+                "total_duration_ms": int(exchange.total_ms),
+                "scan_type": scan_type,
+            },
+        )
+        if entity_id and entity_id not in self._entities:
+            self._entities.add(entity_id)
+            self._writer.append(
+                SERVED_ENTITIES.full_name,
+                {
+                    "served_entity_id": entity_id,
+                    "account_id": "bastion",
+                    "workspace_id": "0",
+                    "endpoint_name": exchange.endpoint,
+                    "served_entity_name": getattr(entity, "served_entity_name", None),
+                    "entity_type": getattr(entity, "kind", None),
+                    "entity_name": getattr(entity, "entity_name", None),
+                    "entity_version": getattr(entity, "model_version", None),
+                    "endpoint_config_version": getattr(plan, "config_version", None),
+                    "change_time": when,
+                },
+            )
+
+
+__all__ = ["InferenceLogger", "location", "payload_table_name"]

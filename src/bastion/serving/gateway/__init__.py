@@ -1,0 +1,1 @@
+"""The serving gateway's data plane: pure ASGI, no SQL per request, pooled upstreams."""

@@ -1,0 +1,373 @@
+"""The gateway: authenticate → authorize → parse → route → call upstream → render → log.
+
+Pure ASGI in front of the FastAPI control plane, so a query pays for no framework layer, no
+metastore query (tokens, grants and endpoint plans come from in-memory snapshots) and no
+logging I/O (records go to the durable writer's log, which commits to Delta off the path).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from bastion.errors import (
+    BastionError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    Unauthenticated,
+)
+from bastion.governance.privileges import Privilege
+from bastion.governance.securables import SecurableType
+from bastion.identity.model import Caller
+from bastion.platform import Platform, RequestInfo, current_request
+from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
+from bastion.serving.protocols import (
+    AnthropicUpstreamStream,
+    ChatRequest,
+    ClientApi,
+    UpstreamChunkDecoder,
+    from_anthropic_message,
+    parse_request,
+    render_error,
+    render_reply,
+    stream_translator,
+    to_anthropic_request,
+)
+
+PREFIX = "/serving-endpoints"
+QUERY_SCOPES = ("serving.serving-endpoints", "model-serving")
+MAX_BODY = 16 * 1024 * 1024
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+class Router(Protocol):
+    def plan(self, endpoint_name: str) -> Any: ...
+
+
+@dataclass
+class Exchange:
+    """Everything known about one query, handed to the logger when it is over."""
+
+    request_id: str
+    api: ClientApi
+    started: float
+    started_wall: float
+    caller: Caller | None = None
+    endpoint: str | None = None
+    request: ChatRequest | None = None
+    raw_body: bytes = b""
+    entity: Any = None
+    plan: Any = None
+    status: int = 200
+    response: dict[str, Any] | None = None
+    error: str | None = None
+    upstream_s: float = 0.0
+    finished: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    trace_id: str | None = None
+    upstream_failures: int = 0
+
+    @property
+    def total_ms(self) -> float:
+        return (self.finished - self.started) * 1000
+
+    @property
+    def overhead_ms(self) -> float:
+        return max(self.total_ms - self.upstream_s * 1000, 0.0)
+
+
+Logger = Callable[[Exchange], None]
+
+
+class Gateway:
+    def __init__(
+        self,
+        platform: Platform,
+        router: Router,
+        control_plane: ASGIApp,
+        *,
+        upstreams: UpstreamClient | None = None,
+        log: Logger | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.platform = platform
+        self.router = router
+        self.control_plane = control_plane
+        self.upstreams = upstreams or UpstreamClient()
+        self.log = log
+        self.rng = rng or random.Random()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX + "/"):
+            await self.control_plane(scope, receive, send)
+            return
+        route = path[len(PREFIX) :]
+        method = scope["method"]
+        if method == "POST" and route == "/chat/completions":
+            await self._query(ClientApi.CHAT_COMPLETIONS, None, scope, receive, send)
+        elif method == "POST" and route == "/responses":
+            await self._query(ClientApi.RESPONSES, None, scope, receive, send)
+        elif method == "POST" and route in ("/anthropic/v1/messages", "/anthropic/messages"):
+            await self._query(ClientApi.ANTHROPIC_MESSAGES, None, scope, receive, send)
+        elif method == "POST" and route.endswith("/invocations") and route.count("/") == 2:
+            endpoint = route.split("/")[1]
+            await self._query(ClientApi.INVOCATIONS, endpoint, scope, receive, send)
+        elif method == "GET" and route in ("/models", "/v1/models"):
+            await self._models(scope, send)
+        else:
+            await self.control_plane(scope, receive, send)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _authenticate(self, headers: dict[str, str]) -> Caller:
+        raw = headers.get("authorization", "")
+        token = raw[7:].strip() if raw[:7].lower() == "bearer " else headers.get("x-api-key", "")
+        if not token:
+            raise Unauthenticated("Send a token as 'Authorization: Bearer <token>' or 'x-api-key'.")
+        caller = self.platform.authenticator.authenticate(token)
+        if not any(caller.has_scope(s) for s in QUERY_SCOPES):
+            raise PermissionDenied(
+                "The credential lacks the scope 'serving.serving-endpoints' needed to query models."
+            )
+        return caller
+
+    @staticmethod
+    async def _read_body(receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise PayloadTooLarge(f"The request body is larger than {MAX_BODY} bytes.")
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    def _order(self, plan: Any) -> list[Any]:
+        entities = list(plan.entities)
+        if len(entities) == 1:
+            return entities
+        chosen = self.rng.choices(range(len(entities)), weights=plan.weights)[0]
+        first = entities[chosen]
+        if not plan.fallback:
+            return [first]
+        return [first, *(e for i, e in enumerate(entities) if i != chosen)]
+
+    @staticmethod
+    async def _respond(
+        send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]
+    ) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *extra],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    # -- queries ------------------------------------------------------------------------------
+
+    async def _query(
+        self, api: ClientApi, endpoint: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        exchange = Exchange(uuid.uuid4().hex, api, time.perf_counter(), time.time())
+        exchange.headers = headers
+        client = scope.get("client")
+        token = current_request.set(
+            RequestInfo(
+                exchange.request_id, client[0] if client else None, headers.get("user-agent")
+            )
+        )
+        try:
+            await self._serve(exchange, endpoint, receive, send)
+        finally:
+            current_request.reset(token)
+            exchange.finished = exchange.finished or time.perf_counter()
+            if self.log is not None and exchange.plan is not None:
+                self.log(exchange)
+
+    async def _serve(
+        self, exchange: Exchange, endpoint: str | None, receive: Receive, send: Send
+    ) -> None:
+        api = exchange.api
+        try:
+            exchange.raw_body = await self._read_body(receive)
+            exchange.caller = self._authenticate(exchange.headers)
+            chat = parse_request(api, exchange.raw_body, endpoint=endpoint)
+            exchange.request = chat
+            exchange.endpoint = name = endpoint or chat.model
+            plan = self.router.plan(name)
+            self.platform.authorizer.require(
+                exchange.caller, Privilege.CAN_QUERY, SecurableType.SERVING_ENDPOINT, name
+            )
+            exchange.plan = plan
+        except BastionError as error:
+            if isinstance(error, NotFound) and exchange.endpoint:
+                error = NotFound(f"The serving endpoint '{exchange.endpoint}' does not exist.")
+            await self._fail(exchange, send, error)
+            return
+        if chat.stream:
+            await self._stream(exchange, chat, plan, send)
+        else:
+            await self._complete(exchange, chat, plan, send)
+
+    async def _fail(self, exchange: Exchange, send: Send, error: BastionError) -> None:
+        status, body = render_error(exchange.api, error)
+        exchange.status, exchange.error = status, error.message
+        exchange.finished = time.perf_counter()
+        await self._respond(send, status, body, self._trace_headers(exchange))
+
+    def _trace_headers(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
+        now = time.perf_counter()
+        overhead = (now - exchange.started - exchange.upstream_s) * 1000
+        return [
+            (b"x-request-id", exchange.request_id.encode()),
+            (b"x-bastion-overhead-ms", f"{max(overhead, 0.0):.3f}".encode()),
+        ]
+
+    async def _call(self, entity: Any, chat: ChatRequest) -> dict[str, Any]:
+        if entity.kind == "anthropic":
+            body = to_anthropic_request(chat, model=entity.upstream_model)
+            body["stream"] = False
+            return from_anthropic_message(await self.upstreams.complete(entity, body))
+        return await self.upstreams.complete(
+            entity, chat.to_openai(model=entity.upstream_model, stream_usage=False)
+        )
+
+    async def _complete(self, exchange: Exchange, chat: ChatRequest, plan: Any, send: Send) -> None:
+        last: BastionError | None = None
+        for entity in self._order(plan):
+            exchange.entity = entity
+            started = time.perf_counter()
+            try:
+                reply = await self._call(entity, chat)
+            except RetryableUpstreamError as error:
+                exchange.upstream_s += time.perf_counter() - started
+                exchange.upstream_failures += 1
+                last = error
+                continue
+            except BastionError as error:
+                exchange.upstream_s += time.perf_counter() - started
+                await self._fail(exchange, send, error)
+                return
+            exchange.upstream_s += time.perf_counter() - started
+            usage = reply.get("usage") or {}
+            exchange.input_tokens = int(usage.get("prompt_tokens") or 0)
+            exchange.output_tokens = int(usage.get("completion_tokens") or 0)
+            rendered = render_reply(reply, chat)
+            exchange.response = rendered
+            exchange.finished = time.perf_counter()
+            await self._respond(send, 200, orjson.dumps(rendered), self._trace_headers(exchange))
+            return
+        assert last is not None
+        await self._fail(exchange, send, last)
+
+    async def _stream(self, exchange: Exchange, chat: ChatRequest, plan: Any, send: Send) -> None:
+        last: BastionError | None = None
+        for entity in self._order(plan):
+            exchange.entity = entity
+            started = time.perf_counter()
+            try:
+                if entity.kind == "anthropic":
+                    body = to_anthropic_request(chat, model=entity.upstream_model)
+                    body["stream"] = True
+                else:
+                    body = chat.to_openai(model=entity.upstream_model, stream_usage=True)
+                chunks = await self.upstreams.stream(entity, body)
+            except RetryableUpstreamError as error:
+                exchange.upstream_s += time.perf_counter() - started
+                exchange.upstream_failures += 1
+                last = error
+                continue
+            except BastionError as error:
+                await self._fail(exchange, send, error)
+                return
+            exchange.upstream_s += time.perf_counter() - started
+            await self._relay(exchange, chat, entity, chunks, send)
+            return
+        assert last is not None
+        await self._fail(exchange, send, last)
+
+    async def _relay(
+        self, exchange: Exchange, chat: ChatRequest, entity: Any, chunks: Any, send: Send
+    ) -> None:
+        translator = stream_translator(chat)
+        decoder = UpstreamChunkDecoder()
+        anthropic = AnthropicUpstreamStream() if entity.kind == "anthropic" else None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_SSE, *self._trace_headers(exchange)],
+            }
+        )
+        start: Callable[[], bytes] | None = getattr(translator, "start", None)
+        if start is not None:
+            await _send_body(send, start())
+        waited = time.perf_counter()
+        try:
+            async for raw in chunks:
+                exchange.upstream_s += time.perf_counter() - waited
+                out = bytearray()
+                for event in decoder.feed(raw):
+                    for chunk in anthropic.feed(event) if anthropic else (event,):
+                        out += translator.feed(chunk)
+                if out:
+                    await _send_body(send, bytes(out))
+                waited = time.perf_counter()
+            await _send_body(send, translator.finish())
+        except BastionError as error:
+            exchange.status, exchange.error = 502, error.message
+            await _send_body(send, translator.error(error))
+        usage = translator.usage
+        exchange.input_tokens, exchange.output_tokens = usage.input_tokens, usage.output_tokens
+        exchange.response = translator.completion()
+        exchange.finished = time.perf_counter()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            caller = self._authenticate(headers)
+        except BastionError as error:
+            status, payload = render_error(ClientApi.CHAT_COMPLETIONS, error)
+            await self._respond(send, status, payload, [])
+            return
+        authorizer = self.platform.authorizer
+        names = sorted(
+            node.full_name
+            for node in authorizer.snapshot().nodes.values()
+            if node.type is SecurableType.SERVING_ENDPOINT
+            and Privilege.CAN_QUERY in authorizer.effective(caller, node)
+        )
+        body = {
+            "object": "list",
+            "data": [
+                {"id": n, "object": "model", "created": 0, "owned_by": "bastion"} for n in names
+            ],
+        }
+        await self._respond(send, 200, orjson.dumps(body), [])
+
+
+async def _send_body(send: Send, data: bytes) -> None:
+    if data:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
