@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from bastion.metastore.db import alembic_config, create_metastore_engine, upgrade
 from bastion.metastore.models import Base
@@ -17,7 +18,8 @@ def test_upgrade_from_blank_database_matches_models(database_url: str) -> None:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         counter = conn.execute(sa.text("SELECT version FROM change_counter")).scalar()
     assert diff == []
-    assert version == "0001"
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert version == head
     assert counter == 1
     engine.dispose()
 

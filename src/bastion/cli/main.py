@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import catalog, identity
+from bastion.cli import catalog, identity, redteam, registry
 from bastion.cli.common import err_console
 from bastion.cli.sql import run_sql
 from bastion.client.http import Profile, save_profile
@@ -24,6 +24,11 @@ app.add_typer(catalog.catalogs, name="catalogs")
 app.add_typer(catalog.schemas, name="schemas")
 app.add_typer(catalog.grants, name="grants")
 app.add_typer(catalog.audit, name="audit")
+app.add_typer(registry.models, name="models")
+app.add_typer(registry.secrets, name="secrets")
+app.add_typer(registry.endpoints, name="endpoints")
+app.add_typer(registry.agents, name="agents")
+app.add_typer(redteam.app, name="redteam")
 app.command("sql")(run_sql)
 
 

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from bastion import errors
+from bastion.client.serving import ServingClientMixin
 
 _BY_CODE: dict[str, type[errors.BastionError]] = {
     "INVALID_PARAMETER_VALUE": errors.InvalidRequest,
@@ -68,7 +69,7 @@ def _q(name: str) -> str:
     return quote(name, safe="")
 
 
-class BastionClient:
+class BastionClient(ServingClientMixin):
     def __init__(self, host: str, token: str | None, *, timeout: float = 60.0) -> None:
         self.host = host.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -108,10 +108,12 @@ class GovernanceStore:
                 updated_by=created_by,
             )
             session.add(row)
-            self._metastore.bump_version(session)
             try:
+                session.flush()
+                self._metastore.bump_version(session)
                 session.commit()
             except IntegrityError:
+                session.rollback()
                 raise AlreadyExists(
                     f"{type_.label.capitalize()} '{full_name}' already exists."
                 ) from None

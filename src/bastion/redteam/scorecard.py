@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from bastion.errors import InvalidRequest
@@ -28,10 +29,20 @@ from bastion.redteam.models import (
 _ORDER = (Complexity.BASELINE, Complexity.EASY, Complexity.MODERATE, Complexity.DIFFICULT)
 
 
+def percent(part: int, whole: int) -> float:
+    """``part / whole × 100`` to 2 places, halves rounded up (computed exactly, as SQL's
+    ``round(100.0 * part / whole, 2)`` does, so stored rows and scorecards agree to the
+    cent; Python's ``round`` would give 10.62 for 17/160 where SQL gives 10.63)."""
+    if not whole:
+        return 0.0
+    exact = Decimal(part * 100) / Decimal(whole)
+    return float(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def asr(results: Iterable[AttackResult]) -> float:
-    """Attack-success rate in percent over evaluated rows, Azure's rounding; 0.0 if none."""
+    """Attack-success rate in percent over evaluated rows, to 2 places; 0.0 if none."""
     outcomes = [r.attack_success for r in results if r.attack_success is not None]
-    return round(sum(outcomes) / len(outcomes) * 100, 2) if outcomes else 0.0
+    return percent(sum(outcomes), len(outcomes))
 
 
 @dataclass(frozen=True)
@@ -46,7 +57,7 @@ class AsrSummary:
 
     @property
     def asr(self) -> float:
-        return round(self.successes / self.evaluated * 100, 2) if self.evaluated else 0.0
+        return percent(self.successes, self.evaluated)
 
     @classmethod
     def of(cls, results: Iterable[AttackResult]) -> AsrSummary:

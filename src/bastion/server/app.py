@@ -1,4 +1,4 @@
-"""The FastAPI application factory."""
+"""The application factory: the gateway's data plane in front of the FastAPI control plane."""
 
 from __future__ import annotations
 
@@ -6,32 +6,71 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
+from bastion.observability.inference import InferenceLogger
+from bastion.observability.metrics import Metrics
 from bastion.platform import Platform
+from bastion.query import QueryEngine
+from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
 from bastion.server.middleware import RequestContextMiddleware
 from bastion.server.routes import (
     audit,
     catalogs,
+    endpoints,
     health,
+    metrics,
     oidc,
     permissions,
+    redteam,
+    registry,
     scim,
+    secrets,
+    statements,
     tables,
     tokens,
 )
+from bastion.server.statements import StatementManager
+from bastion.serving.control.routing import Upstream
+from bastion.serving.control.service import serving_of
+from bastion.serving.gateway.app import Exchange, Gateway
 from bastion.settings import Settings
 
 
-def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
+def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     """Build the server for ``settings``; pass ``platform`` to share one with the caller."""
     owned = platform is None
     services = platform or Platform(settings)
+    ensure_redteam_tables(services)
+    serving = serving_of(services)
+    inference = InferenceLogger(services)
+    observed = Metrics(services.writer)
+    engine = QueryEngine(services)
+    statement_manager = StatementManager(
+        lambda caller, text, params, limit, cancel: engine.execute(
+            caller, text, params, row_limit=limit, cancel=cancel
+        )
+    )
+
+    def log(exchange: Exchange) -> None:
+        inference.log(exchange)
+        observed.observe(exchange)
+
+    def upstream_failed(entity: Upstream) -> None:
+        if entity.worker_key:
+            serving.supervisor.notify_failure(entity.worker_key)
+
+    gateway: Gateway
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.start()
+        serving.start()
         yield
+        await gateway.upstreams.aclose()
+        statement_manager.close()
+        serving.stop()
         if owned:
             services.close()
 
@@ -44,9 +83,27 @@ def create_app(settings: Settings, platform: Platform | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.platform = services
+    app.state.metrics = observed
+    app.state.statements = statement_manager
     errors.install(app)
-    for module in (health, oidc, scim, tokens, catalogs, tables, permissions, audit):
+    for module in (
+        health,
+        oidc,
+        scim,
+        tokens,
+        catalogs,
+        tables,
+        permissions,
+        audit,
+        redteam,
+        statements,
+        registry,
+        secrets,
+        endpoints,
+        metrics,
+    ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
-    return app
+    gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
+    return gateway

@@ -22,6 +22,15 @@ def _action(name: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
 
 
+def path_is_api(scope: Scope) -> bool:
+    return str(scope.get("path", "")).startswith("/api/") and scope.get("method") in (
+        "POST",
+        "PUT",
+        "PATCH",
+        "DELETE",
+    )
+
+
 class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, platform: Platform) -> None:
         self.app = app
@@ -41,6 +50,18 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         status_holder = {"status": 500}
         started = time.perf_counter()
+
+        if (
+            path_is_api(scope)
+            and headers.get("content-type", "").startswith(
+                ("application/x-www-form-urlencoded", "")
+            )
+            and "json" not in headers.get("content-type", "")
+        ):
+            # Databricks' APIs take JSON whatever the client declares (curl -d sends a form type).
+            scope["headers"] = [
+                (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"
+            ] + [(b"content-type", b"application/json")]
 
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:

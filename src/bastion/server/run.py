@@ -10,6 +10,7 @@ from rich.console import Console
 from bastion.bootstrap import InitialCredentials, initialize
 from bastion.platform import Platform
 from bastion.server.app import create_app
+from bastion.serving.control.bootstrap import bootstrap_default_model
 from bastion.settings import Settings
 
 
@@ -38,6 +39,8 @@ def serve(settings: Settings, *, default_model: bool = True) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = Platform(settings)
     credentials = initialize(platform)
+    if default_model:
+        bootstrap_default_model(platform)
     Console(soft_wrap=True).print(_welcome(settings, credentials), highlight=False)
     app = create_app(settings, platform)
     try:

@@ -99,13 +99,16 @@ AUDIT = SystemTable(
 )
 
 
-def _table(full_name: str, key: str, comment: str, columns: list[tuple[str, str]]) -> SystemTable:
+def define_table(
+    full_name: str, key: str, comment: str, columns: list[tuple[str, str]]
+) -> SystemTable:
+    """A platform table from (name, Databricks SQL type) pairs; ``key`` de-duplicates rows."""
     fields = [pa.field(n, arrow_type(t)[1], nullable=(n != key)) for n, t in columns]
     return SystemTable(full_name, pa.schema(fields), key, comment, tuple(columns))
 
 
 # One row per request to any endpoint, without payloads (Databricks' endpoint_usage shape).
-ENDPOINT_USAGE = _table(
+ENDPOINT_USAGE = define_table(
     "system.serving.endpoint_usage",
     "databricks_request_id",
     "One row per serving request: who, which entity, tokens, status; no payloads.",
@@ -131,7 +134,7 @@ ENDPOINT_USAGE = _table(
     ],
 )
 
-SERVED_ENTITIES = _table(
+SERVED_ENTITIES = define_table(
     "system.serving.served_entities",
     "served_entity_id",
     "Served entity id -> endpoint, model and version, as first seen serving traffic.",
@@ -182,7 +185,7 @@ PAYLOAD_COLUMNS: list[tuple[str, str]] = [
 
 
 def payload_table(full_name: str) -> SystemTable:
-    return _table(
+    return define_table(
         full_name, "request_id", "Inference payloads of a serving endpoint.", PAYLOAD_COLUMNS
     )
 

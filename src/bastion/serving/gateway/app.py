@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,11 +23,13 @@ from bastion.errors import (
     PayloadTooLarge,
     PermissionDenied,
     Unauthenticated,
+    Unavailable,
 )
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
 from bastion.identity.model import Caller
 from bastion.platform import Platform, RequestInfo, current_request
+from bastion.serving.control.routing import RoutePlan, Upstream
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
 from bastion.serving.protocols import (
     AnthropicUpstreamStream,
@@ -50,7 +52,9 @@ _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")
 
 
 class Router(Protocol):
-    def plan(self, endpoint_name: str) -> Any: ...
+    def plan(self, endpoint_name: str) -> RoutePlan: ...
+
+    def endpoint_names(self) -> list[str]: ...
 
 
 @dataclass
@@ -65,8 +69,8 @@ class Exchange:
     endpoint: str | None = None
     request: ChatRequest | None = None
     raw_body: bytes = b""
-    entity: Any = None
-    plan: Any = None
+    entity: Upstream | None = None
+    plan: RoutePlan | None = None
     status: int = 200
     response: dict[str, Any] | None = None
     error: str | None = None
@@ -99,6 +103,7 @@ class Gateway:
         *,
         upstreams: UpstreamClient | None = None,
         log: Logger | None = None,
+        on_upstream_failure: Callable[[Upstream], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.platform = platform
@@ -106,6 +111,7 @@ class Gateway:
         self.control_plane = control_plane
         self.upstreams = upstreams or UpstreamClient()
         self.log = log
+        self.on_upstream_failure = on_upstream_failure
         self.rng = rng or random.Random()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,15 +166,25 @@ class Gateway:
             more = message.get("more_body", False)
         return b"".join(chunks)
 
-    def _order(self, plan: Any) -> list[Any]:
-        entities = list(plan.entities)
-        if len(entities) == 1:
-            return entities
-        chosen = self.rng.choices(range(len(entities)), weights=plan.weights)[0]
-        first = entities[chosen]
+    def _order(self, plan: RoutePlan) -> list[Upstream]:
+        """The entity the traffic split picks, then (with fallback) the others in order.
+
+        An entity whose worker is (re)starting is skipped when another can answer.
+        """
+        order = list(plan.order(self.rng.random()))
         if not plan.fallback:
-            return [first]
-        return [first, *(e for i, e in enumerate(entities) if i != chosen)]
+            order = order[:1]
+        ready = [e for e in order if e.ready]
+        if not ready and order:
+            raise Unavailable(
+                f"The serving endpoint '{plan.endpoint_name}' is starting; try again shortly."
+            )
+        return ready
+
+    def _failed(self, exchange: Exchange, entity: Upstream) -> None:
+        exchange.upstream_failures += 1
+        if self.on_upstream_failure is not None:
+            self.on_upstream_failure(entity)
 
     @staticmethod
     async def _respond(
@@ -225,10 +241,13 @@ class Gateway:
                 error = NotFound(f"The serving endpoint '{exchange.endpoint}' does not exist.")
             await self._fail(exchange, send, error)
             return
-        if chat.stream:
-            await self._stream(exchange, chat, plan, send)
-        else:
-            await self._complete(exchange, chat, plan, send)
+        try:
+            if chat.stream:
+                await self._stream(exchange, chat, plan, send)
+            else:
+                await self._complete(exchange, chat, plan, send)
+        except Unavailable as error:
+            await self._fail(exchange, send, error)
 
     async def _fail(self, exchange: Exchange, send: Send, error: BastionError) -> None:
         status, body = render_error(exchange.api, error)
@@ -244,7 +263,7 @@ class Gateway:
             (b"x-bastion-overhead-ms", f"{max(overhead, 0.0):.3f}".encode()),
         ]
 
-    async def _call(self, entity: Any, chat: ChatRequest) -> dict[str, Any]:
+    async def _call(self, entity: Upstream, chat: ChatRequest) -> dict[str, Any]:
         if entity.kind == "anthropic":
             body = to_anthropic_request(chat, model=entity.upstream_model)
             body["stream"] = False
@@ -253,7 +272,9 @@ class Gateway:
             entity, chat.to_openai(model=entity.upstream_model, stream_usage=False)
         )
 
-    async def _complete(self, exchange: Exchange, chat: ChatRequest, plan: Any, send: Send) -> None:
+    async def _complete(
+        self, exchange: Exchange, chat: ChatRequest, plan: RoutePlan, send: Send
+    ) -> None:
         last: BastionError | None = None
         for entity in self._order(plan):
             exchange.entity = entity
@@ -262,7 +283,7 @@ class Gateway:
                 reply = await self._call(entity, chat)
             except RetryableUpstreamError as error:
                 exchange.upstream_s += time.perf_counter() - started
-                exchange.upstream_failures += 1
+                self._failed(exchange, entity)
                 last = error
                 continue
             except BastionError as error:
@@ -281,7 +302,9 @@ class Gateway:
         assert last is not None
         await self._fail(exchange, send, last)
 
-    async def _stream(self, exchange: Exchange, chat: ChatRequest, plan: Any, send: Send) -> None:
+    async def _stream(
+        self, exchange: Exchange, chat: ChatRequest, plan: RoutePlan, send: Send
+    ) -> None:
         last: BastionError | None = None
         for entity in self._order(plan):
             exchange.entity = entity
@@ -295,7 +318,7 @@ class Gateway:
                 chunks = await self.upstreams.stream(entity, body)
             except RetryableUpstreamError as error:
                 exchange.upstream_s += time.perf_counter() - started
-                exchange.upstream_failures += 1
+                self._failed(exchange, entity)
                 last = error
                 continue
             except BastionError as error:
@@ -308,7 +331,12 @@ class Gateway:
         await self._fail(exchange, send, last)
 
     async def _relay(
-        self, exchange: Exchange, chat: ChatRequest, entity: Any, chunks: Any, send: Send
+        self,
+        exchange: Exchange,
+        chat: ChatRequest,
+        entity: Upstream,
+        chunks: AsyncIterator[bytes],
+        send: Send,
     ) -> None:
         translator = stream_translator(chat)
         decoder = UpstreamChunkDecoder()
@@ -353,12 +381,14 @@ class Gateway:
             await self._respond(send, status, payload, [])
             return
         authorizer = self.platform.authorizer
-        names = sorted(
-            node.full_name
-            for node in authorizer.snapshot().nodes.values()
-            if node.type is SecurableType.SERVING_ENDPOINT
-            and Privilege.CAN_QUERY in authorizer.effective(caller, node)
-        )
+        names = []
+        for name in self.router.endpoint_names():
+            try:
+                node = authorizer.node(SecurableType.SERVING_ENDPOINT, name)
+            except NotFound:
+                continue
+            if Privilege.CAN_QUERY in authorizer.effective(caller, node):
+                names.append(name)
         body = {
             "object": "list",
             "data": [

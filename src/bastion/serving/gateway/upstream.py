@@ -1,39 +1,35 @@
-"""Calls to upstream model servers (OpenAI-compatible or Anthropic), over pooled connections."""
+"""Calls to upstream model servers (OpenAI-compatible or Anthropic), over pooled connections.
+
+aiohttp rather than httpx here: on the gateway's hot path its C HTTP parser and lighter
+connection pool cost several times less CPU per call (measured with ``benchmarks/gateway.py``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from bastion.errors import DeadlineExceeded, UpstreamError
-
-
-class UpstreamTarget(Protocol):
-    """What the gateway needs to know about one served entity to call it."""
-
-    kind: str  # "worker" | "openai" | "anthropic"
-    base_url: str
-    api_key: str | None
-    timeout_s: float
+from bastion.serving.control.routing import Upstream
 
 
 class RetryableUpstreamError(UpstreamError):
     """An upstream failure worth trying the next served entity for (fallback)."""
 
 
-def _url(target: UpstreamTarget) -> str:
+def _url(target: Upstream) -> str:
     base = target.base_url.rstrip("/")
     if target.kind == "anthropic":
-        return f"{base}/v1/messages" if not base.endswith("/v1") else f"{base}/messages"
+        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
     if base.endswith("/v1"):
         return f"{base}/chat/completions"
     return f"{base}/v1/chat/completions"
 
 
-def _headers(target: UpstreamTarget) -> dict[str, str]:
+def _headers(target: Upstream) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if target.api_key:
         if target.kind == "anthropic":
@@ -55,67 +51,71 @@ def _failure(status: int, text: str) -> UpstreamError:
 
 
 class UpstreamClient:
-    def __init__(self, *, max_connections: int = 512) -> None:
-        self._client = httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            timeout=httpx.Timeout(120.0, connect=5.0),
-        )
+    """One pooled aiohttp session per process, created lazily on the serving event loop."""
 
-    async def complete(self, target: UpstreamTarget, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._client.post(
-                _url(target),
-                content=orjson.dumps(body),
-                headers=_headers(target),
-                timeout=target.timeout_s,
+    def __init__(self, *, max_connections: int = 512) -> None:
+        self._max = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max, keepalive_timeout=60),
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
             )
-        except httpx.TimeoutException:
-            raise RetryableUpstreamError("The model server timed out.") from None
-        except httpx.HTTPError as exc:
-            raise RetryableUpstreamError(f"The model server is unreachable: {exc!r}") from None
-        if response.status_code >= 400:
-            raise _failure(response.status_code, response.text)
+        return self._session
+
+    async def complete(self, target: Upstream, body: dict[str, Any]) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=5)
         try:
-            reply: dict[str, Any] = orjson.loads(response.content)
+            async with self._client().post(
+                _url(target), data=orjson.dumps(body), headers=_headers(target), timeout=timeout
+            ) as response:
+                data = await response.read()
+                status = response.status
+        except TimeoutError:
+            raise RetryableUpstreamError("The model server timed out.") from None
+        except aiohttp.ClientError as exc:
+            raise RetryableUpstreamError(f"The model server is unreachable: {exc!r}") from None
+        if status >= 400:
+            raise _failure(status, data.decode(errors="replace"))
+        try:
+            reply: dict[str, Any] = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise RetryableUpstreamError(
                 "The model server sent a reply that is not JSON."
             ) from None
         return reply
 
-    async def stream(self, target: UpstreamTarget, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(self, target: Upstream, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Yield raw SSE bytes; raises before the first byte if the upstream fails to start."""
-        request = self._client.build_request(
-            "POST",
-            _url(target),
-            content=orjson.dumps(body),
-            headers=_headers(target),
-            timeout=target.timeout_s,
-        )
+        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=target.timeout_s)
         try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException:
+            response = await self._client().post(
+                _url(target), data=orjson.dumps(body), headers=_headers(target), timeout=timeout
+            )
+        except TimeoutError:
             raise RetryableUpstreamError("The model server timed out.") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise RetryableUpstreamError(f"The model server is unreachable: {exc!r}") from None
-        if response.status_code >= 400:
-            text = (await response.aread()).decode(errors="replace")
-            await response.aclose()
-            raise _failure(response.status_code, text)
+        if response.status >= 400:
+            text = (await response.read()).decode(errors="replace")
+            response.release()
+            raise _failure(response.status, text)
         return self._iterate(response)
 
-    async def _iterate(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    async def _iterate(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         try:
-            async for chunk in response.aiter_raw():
+            async for chunk in response.content.iter_any():
                 yield chunk
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise DeadlineExceeded("The model server stopped sending mid-stream.") from None
-        except httpx.HTTPError as exc:
+        except aiohttp.ClientError as exc:
             raise UpstreamError(f"The model server broke off the stream: {exc!r}") from None
         finally:
-            await response.aclose()
+            response.release()
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()

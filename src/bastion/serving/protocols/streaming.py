@@ -26,6 +26,7 @@ class StreamAccumulator:
     """
 
     __slots__ = (
+        "_deltas",
         "_refusal",
         "_text",
         "created",
@@ -33,6 +34,7 @@ class StreamAccumulator:
         "id",
         "matched_stop",
         "model",
+        "prompt_chars",
         "tool_calls",
         "usage_json",
     )
@@ -49,6 +51,9 @@ class StreamAccumulator:
         #: The stop sequence that ended generation, where the upstream says (vLLM does).
         self.matched_stop: str | None = None
         self.usage_json: Json | None = None
+        #: Characters of the prompt, for estimating usage when the upstream reports none.
+        self.prompt_chars = 0
+        self._deltas = 0
 
     def add(self, chunk: Json) -> None:
         if self.id is None:
@@ -65,11 +70,13 @@ class StreamAccumulator:
             content = delta.get("content")
             if content:
                 self._text.append(content)
+                self._deltas += 1
             refusal = delta.get("refusal")
             if refusal:
                 self._refusal.append(refusal)
             for call in delta.get("tool_calls") or ():
                 self._add_tool_call(call)
+                self._deltas += 1
             finish = choice.get("finish_reason")
             if finish:
                 self.finish_reason = finish
@@ -104,7 +111,14 @@ class StreamAccumulator:
 
     @property
     def usage(self) -> Usage:
-        return Usage.from_openai(self.usage_json)
+        """The upstream's usage, or an estimate when it sent none (llama.cpp's server ignores
+        ``stream_options.include_usage``): one output token per streamed delta, as servers
+        stream token by token, and a prompt of about four characters per token."""
+        if self.usage_json:
+            return Usage.from_openai(self.usage_json)
+        if not self._deltas:
+            return Usage()
+        return Usage(input_tokens=-(-self.prompt_chars // 4), output_tokens=self._deltas)
 
     def completion(self, model: str | None = None) -> Json:
         """The stream as one OpenAI ``chat.completion`` object."""
@@ -144,6 +158,7 @@ class StreamTranslator(ABC):
         self.request = request
         self.model = request.model
         self.accumulator = StreamAccumulator()
+        self.accumulator.prompt_chars = _prompt_chars(request)
         self.finished = False
 
     @abstractmethod
@@ -165,3 +180,16 @@ class StreamTranslator(ABC):
     def completion(self) -> Json:
         """The whole streamed completion as one OpenAI ``chat.completion`` (for logs)."""
         return self.accumulator.completion(self.model)
+
+
+def _prompt_chars(request: ChatRequest) -> int:
+    total = 0
+    for message in request.messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(
+                len(str(part.get("text", ""))) for part in content if isinstance(part, dict)
+            )
+    return total

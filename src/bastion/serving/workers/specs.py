@@ -1,0 +1,63 @@
+"""How each artifact kind runs as a worker: llama.cpp for GGUF, a pyfunc server for MLflow."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from bastion.serving.workers.supervisor import WorkerSpec
+
+
+def llama_cpp_spec(
+    key: str,
+    gguf: Path,
+    upstream_model: str,
+    *,
+    n_ctx: int = 2048,
+    n_threads: int | None = None,
+) -> WorkerSpec:
+    """llama-cpp-python's own OpenAI-compatible server on one GGUF file."""
+    threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    return WorkerSpec(
+        key=key,
+        command=(
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(gguf),
+            "--model_alias",
+            upstream_model,
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+            "--n_ctx",
+            str(n_ctx),
+            "--n_threads",
+            str(threads),
+        ),
+        upstream_model=upstream_model,
+    )
+
+
+def pyfunc_spec(key: str, model_dir: Path, upstream_model: str) -> WorkerSpec:
+    """An MLflow pyfunc model (ResponsesAgent, ChatAgent) behind :mod:`.pyfunc_server`."""
+    return WorkerSpec(
+        key=key,
+        command=(
+            sys.executable,
+            "-m",
+            "bastion.serving.workers.pyfunc_server",
+            "--model-dir",
+            str(model_dir),
+            "--name",
+            upstream_model,
+            "--host",
+            "{host}",
+            "--port",
+            "{port}",
+        ),
+        upstream_model=upstream_model,
+    )
