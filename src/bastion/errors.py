@@ -78,3 +78,17 @@ class Unavailable(BastionError):
 class DeadlineExceeded(BastionError):
     status_code = 504
     error_code = "DEADLINE_EXCEEDED"
+
+
+class StatementCanceled(BastionError):
+    """The caller cancelled the statement while it ran."""
+
+    status_code = 409
+    error_code = "CANCELLED"
+
+
+class ResourceExhausted(BastionError):
+    """The statement needed more memory than its limit allows."""
+
+    status_code = 429
+    error_code = "RESOURCE_EXHAUSTED"

@@ -18,21 +18,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from bastion.errors import BastionError, DeadlineExceeded, InvalidRequest
-
-
-class StatementCanceled(BastionError):
-    """The caller cancelled the statement while it ran."""
-
-    status_code = 409
-    error_code = "CANCELLED"
-
-
-class ResourceExhausted(BastionError):
-    """The statement needed more memory than its limit."""
-
-    status_code = 429
-    error_code = "RESOURCE_EXHAUSTED"
+from bastion.errors import (
+    DeadlineExceeded,
+    InvalidRequest,
+    ResourceExhausted,
+    StatementCanceled,
+)
 
 
 @dataclass(frozen=True)

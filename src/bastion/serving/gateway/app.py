@@ -81,6 +81,7 @@ class Exchange:
     output_tokens: int = 0
     trace_id: str | None = None
     upstream_failures: int = 0
+    logged: bool = False
 
     @property
     def total_ms(self) -> float:
@@ -217,9 +218,17 @@ class Gateway:
             await self._serve(exchange, endpoint, receive, send)
         finally:
             current_request.reset(token)
-            exchange.finished = exchange.finished or time.perf_counter()
-            if self.log is not None and exchange.plan is not None:
-                self.log(exchange)
+            self._record(exchange)  # if not already logged (e.g. the client went away)
+
+    def _record(self, exchange: Exchange) -> None:
+        """Log the exchange once — before its last response byte is sent, so that every
+        response a client received has its row in the write-ahead log (kill -9 included)."""
+        if exchange.logged:
+            return
+        exchange.logged = True
+        exchange.finished = exchange.finished or time.perf_counter()
+        if self.log is not None and exchange.plan is not None:
+            self.log(exchange)
 
     async def _serve(
         self, exchange: Exchange, endpoint: str | None, receive: Receive, send: Send
@@ -253,6 +262,7 @@ class Gateway:
         status, body = render_error(exchange.api, error)
         exchange.status, exchange.error = status, error.message
         exchange.finished = time.perf_counter()
+        self._record(exchange)
         await self._respond(send, status, body, self._trace_headers(exchange))
 
     def _trace_headers(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
@@ -297,7 +307,10 @@ class Gateway:
             rendered = render_reply(reply, chat)
             exchange.response = rendered
             exchange.finished = time.perf_counter()
-            await self._respond(send, 200, orjson.dumps(rendered), self._trace_headers(exchange))
+            payload = orjson.dumps(rendered)
+            headers = self._trace_headers(exchange)
+            self._record(exchange)
+            await self._respond(send, 200, payload, headers)
             return
         assert last is not None
         await self._fail(exchange, send, last)
@@ -362,15 +375,16 @@ class Gateway:
                 if out:
                     await _send_body(send, bytes(out))
                 waited = time.perf_counter()
-            await _send_body(send, translator.finish())
+            closing = translator.finish()
         except BastionError as error:
             exchange.status, exchange.error = 502, error.message
-            await _send_body(send, translator.error(error))
+            closing = translator.error(error)
         usage = translator.usage
         exchange.input_tokens, exchange.output_tokens = usage.input_tokens, usage.output_tokens
         exchange.response = translator.completion()
         exchange.finished = time.perf_counter()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        self._record(exchange)  # before the closing events, which end the client's read
+        await send({"type": "http.response.body", "body": closing, "more_body": False})
 
     async def _models(self, scope: Scope, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
