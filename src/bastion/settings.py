@@ -60,6 +60,17 @@ class Settings(BaseSettings):
         default=2.0, description="Longest a logged row waits before its Delta commit."
     )
 
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector to export gateway spans to (e.g. http://otel:4318).",
+    )
+    otlp_headers: str | None = Field(
+        default=None, description="Headers for the OTLP export, as k1=v1,k2=v2."
+    )
+    otel_service_name: str | None = Field(
+        default=None, description="service.name of exported spans (default bastion-gateway)."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

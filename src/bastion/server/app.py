@@ -10,6 +10,7 @@ from starlette.types import ASGIApp
 
 from bastion.observability.inference import InferenceLogger
 from bastion.observability.metrics import Metrics
+from bastion.observability.tracing import tracer_for
 from bastion.platform import Platform
 from bastion.query import QueryEngine
 from bastion.redteam.store import ensure_redteam_tables
@@ -30,6 +31,7 @@ from bastion.server.routes import (
     statements,
     tables,
     tokens,
+    traces,
 )
 from bastion.server.statements import StatementManager
 from bastion.serving.control.routing import Upstream
@@ -45,6 +47,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     ensure_redteam_tables(services)
     serving = serving_of(services)
     inference = InferenceLogger(services)
+    tracer = tracer_for(services)
     observed = Metrics(services.writer)
     engine = QueryEngine(services)
     statement_manager = StatementManager(
@@ -54,6 +57,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     )
 
     def log(exchange: Exchange) -> None:
+        tracer.record(exchange)  # first: it sets the trace id the payload row carries
         inference.log(exchange)
         observed.observe(exchange)
 
@@ -70,6 +74,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         yield
         await gateway.upstreams.aclose()
         statement_manager.close()
+        tracer.close()
         serving.stop()
         if owned:
             services.close()
@@ -85,6 +90,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     app.state.platform = services
     app.state.metrics = observed
     app.state.statements = statement_manager
+    app.state.tracer = tracer
     errors.install(app)
     for module in (
         health,
@@ -101,6 +107,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         secrets,
         endpoints,
         metrics,
+        traces,
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)

@@ -75,6 +75,7 @@ class Exchange:
     response: dict[str, Any] | None = None
     error: str | None = None
     upstream_s: float = 0.0
+    upstream_started: float = 0.0
     finished: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     input_tokens: int = 0
@@ -289,6 +290,7 @@ class Gateway:
         for entity in self._order(plan):
             exchange.entity = entity
             started = time.perf_counter()
+            exchange.upstream_started = exchange.upstream_started or started
             try:
                 reply = await self._call(entity, chat)
             except RetryableUpstreamError as error:
@@ -322,6 +324,7 @@ class Gateway:
         for entity in self._order(plan):
             exchange.entity = entity
             started = time.perf_counter()
+            exchange.upstream_started = exchange.upstream_started or started
             try:
                 if entity.kind == "anthropic":
                     body = to_anthropic_request(chat, model=entity.upstream_model)

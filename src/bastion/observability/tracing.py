@@ -1,0 +1,707 @@
+"""Request traces: an OpenTelemetry-shaped span tree per gateway request.
+
+The gateway measures every request anyway (``Exchange.started``, ``upstream_s``,
+``finished``), so the tracer builds the span tree *after the fact* from those timings instead
+of propagating a span context through the hot path. ``Tracer.record`` costs a few dicts and
+one ``append_many`` to the durable writer's log (one ``os.write``); the Delta commit to
+``system.tracing.spans`` and the optional OTLP export both happen off the request path.
+
+The tree of one request::
+
+    gateway <api>                     SERVER    whole request, HTTP status
+    ├── route                         INTERNAL  authenticate, parse, authorize, route plan
+    └── chat <upstream_model>         CLIENT    the upstream call, ``gen_ai.*`` attributes
+
+A valid incoming W3C ``traceparent`` header makes the SERVER span a child of the caller's
+span, in the caller's trace. The trace id is stored on the exchange (so it reaches the
+payload row's ``trace_id``); spans emitted elsewhere (an MLflow pyfunc agent, say) are added
+with :func:`ingest_spans` and joined to the request by that trace id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import random
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from bastion.bootstrap import ADMIN_USER, register_system_table
+from bastion.errors import AlreadyExists, BastionError, InvalidRequest
+from bastion.platform import Platform
+from bastion.tables.system import define_table
+
+if TYPE_CHECKING:
+    from bastion.identity.model import Caller
+    from bastion.serving.gateway.app import Exchange
+
+logger = logging.getLogger(__name__)
+
+SPANS = define_table(
+    "system.tracing.spans",
+    "span_id",
+    "OpenTelemetry spans of serving requests and agents; trace_id joins payload rows.",
+    [
+        ("trace_id", "string"),
+        ("span_id", "string"),
+        ("parent_span_id", "string"),
+        ("name", "string"),
+        ("kind", "string"),
+        ("start_time", "timestamp"),
+        ("end_time", "timestamp"),
+        ("duration_ms", "double"),
+        ("status_code", "string"),
+        ("status_message", "string"),
+        ("attributes", "map<string,string>"),
+        ("resource", "map<string,string>"),
+        ("request_id", "string"),
+        ("endpoint_name", "string"),
+        ("service_name", "string"),
+    ],
+)
+
+SERVICE_NAME = "bastion-gateway"
+MAX_INGEST_SPANS = 1000
+KINDS = ("INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
+_OTLP_KIND = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4}
+_OTLP_KIND["CONSUMER"] = 5
+_OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+_SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_GEN_AI_SYSTEM = {"openai": "openai", "anthropic": "anthropic", "worker": "llama.cpp"}
+_random = random.Random()  # ids need uniqueness, not secrecy (as in the OTel SDK)
+
+
+def new_trace_id() -> str:
+    return f"{_random.getrandbits(128) or 1:032x}"
+
+
+def new_span_id() -> str:
+    return f"{_random.getrandbits(64) or 1:016x}"
+
+
+def parse_traceparent(header: str | None) -> tuple[str, str] | None:
+    """``(trace_id, parent_span_id)`` from a W3C ``traceparent``, or None when invalid."""
+    if not header:
+        return None
+    match = _TRACEPARENT.match(header.strip())
+    if match is None:
+        return None
+    version, trace_id, span_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id
+
+
+def ensure_tracing_table(platform: Platform) -> None:
+    """Register ``system.tracing.spans`` in the catalog (owned by admin) and with the writer."""
+    admin = platform.identity.find(ADMIN_USER)
+    owner = admin.id if admin else 1
+    with contextlib.suppress(AlreadyExists):  # another replica registered it just now
+        register_system_table(platform, SPANS, owner)
+    platform.writer.register(SPANS.spec(platform.settings.warehouse_dir))
+
+
+def _when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _gen_ai_system(entity: Any) -> str:
+    kind = getattr(entity, "kind", None) or "unknown"
+    if kind == "worker" and "pyfunc" in (getattr(entity, "worker_key", None) or ""):
+        return "mlflow.pyfunc"
+    return _GEN_AI_SYSTEM.get(kind, str(kind))
+
+
+def _span(
+    trace_id: str,
+    span_id: str,
+    parent: str | None,
+    name: str,
+    kind: str,
+    start: float,
+    end: float,
+    attributes: dict[str, Any],
+    error: str | None,
+    common: dict[str, Any],
+) -> dict[str, Any]:
+    """One span, with wall-clock times in seconds and typed attributes (the OTLP shape)."""
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent,
+        "name": name,
+        "kind": kind,
+        "start": start,
+        "end": max(end, start),
+        "status_code": "ERROR" if error is not None else "UNSET",
+        "status_message": error,
+        "attributes": attributes,
+        **common,
+    }
+
+
+def _row(span: Mapping[str, Any], resource: Mapping[str, str]) -> dict[str, Any]:
+    start, end = span["start"], span["end"]
+    return {
+        "trace_id": span["trace_id"],
+        "span_id": span["span_id"],
+        "parent_span_id": span["parent_span_id"],
+        "name": span["name"],
+        "kind": span["kind"],
+        "start_time": _when(start),
+        "end_time": _when(end),
+        "duration_ms": (end - start) * 1000,
+        "status_code": span["status_code"],
+        "status_message": span["status_message"],
+        "attributes": {k: str(v) for k, v in span["attributes"].items() if v is not None},
+        "resource": dict(resource),
+        "request_id": span.get("request_id"),
+        "endpoint_name": span.get("endpoint_name"),
+        "service_name": resource.get("service.name"),
+    }
+
+
+class Tracer:
+    """Turns each finished :class:`Exchange` into spans in ``system.tracing.spans``.
+
+    Call :meth:`record` before the payload row is logged: it sets ``exchange.trace_id``.
+    By default (``deferred=True``) that is all it does on the request path (a few
+    microseconds); a daemon thread builds the spans and appends them to the writer in
+    batches, so a crash can lose the last moment's spans (never a payload row). With
+    ``deferred=False`` the spans are in the writer's log before :meth:`record` returns.
+    With ``otlp_endpoint`` (an OTLP/HTTP collector base URL, e.g. ``http://otel:4318``) the
+    spans are also exported, in batches, from a background thread.
+    """
+
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        otlp_endpoint: str | None = None,
+        service_name: str = SERVICE_NAME,
+        otlp_headers: Mapping[str, str] | None = None,
+        deferred: bool = True,
+        max_pending: int = 16384,
+    ) -> None:
+        self._writer = platform.writer
+        ensure_tracing_table(platform)
+        self.resource = {"service.name": service_name, "service.namespace": "bastion"}
+        self.exporter = (
+            OtlpExporter(otlp_endpoint, self.resource, headers=otlp_headers)
+            if otlp_endpoint
+            else None
+        )
+        self.dropped = 0
+        self._pending: queue.Queue[tuple[Exchange, str, str | None] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if deferred:
+            self._pending = queue.Queue(max_pending)
+            self._thread = threading.Thread(target=self._run, name="tracer", daemon=True)
+            self._thread.start()
+
+    def record(self, exchange: Exchange) -> None:
+        """Trace a finished exchange (sets its ``trace_id``); never raises into the request."""
+        incoming = parse_traceparent(exchange.headers.get("traceparent"))
+        trace_id, parent = incoming if incoming else (new_trace_id(), None)
+        exchange.trace_id = trace_id
+        if self._pending is None:
+            self._write([(exchange, trace_id, parent)])
+            return
+        try:
+            self._pending.put_nowait((exchange, trace_id, parent))
+        except queue.Full:  # the tracer fell behind: shed spans, not requests
+            self.dropped += 1
+
+    def _run(self) -> None:
+        assert self._pending is not None
+        pending = self._pending
+        while True:
+            item = pending.get()
+            batch, closing = [], item is None
+            if item is not None:
+                batch.append(item)
+            while not closing and len(batch) < 256:
+                try:
+                    item = pending.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    closing = True
+                else:
+                    batch.append(item)
+            try:
+                self._write(batch)
+            except Exception:  # e.g. the writer's disk: keep the thread alive
+                logger.exception("could not trace %d requests", len(batch))
+            finally:
+                for _ in range(len(batch) + (1 if closing else 0)):
+                    pending.task_done()
+            if closing:
+                return
+
+    def _write(self, batch: list[tuple[Exchange, str, str | None]]) -> None:
+        spans: list[dict[str, Any]] = []
+        for exchange, trace_id, parent in batch:
+            try:
+                spans += self.spans(exchange, trace_id, parent)
+            except Exception:  # a tracing bug must not fail a request
+                logger.exception("could not build the trace of request %s", exchange.request_id)
+        if not spans:
+            return
+        try:
+            self._writer.append_many(SPANS.full_name, [_row(s, self.resource) for s in spans])
+        except BastionError:
+            logger.exception("could not log the spans of %d requests", len(batch))
+        if self.exporter is not None:
+            self.exporter.export(spans)
+
+    def flush(self) -> None:
+        """Wait until every recorded exchange has its spans in the writer."""
+        if self._pending is not None:
+            self._pending.join()
+
+    def spans(
+        self, exchange: Exchange, trace_id: str | None = None, parent: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The span tree of ``exchange``: SERVER root, then its INTERNAL and CLIENT children.
+
+        ``trace_id`` defaults to ``exchange.trace_id`` (or a new one); ``parent`` is the
+        remote parent span of the root, from the caller's ``traceparent``.
+        """
+        trace_id = trace_id or exchange.trace_id or new_trace_id()
+        remote_parent = parent
+        # perf_counter instants -> wall-clock seconds, anchored at the request's start.
+        offset = exchange.started_wall - exchange.started
+        started = exchange.started_wall
+        finished = (exchange.finished or exchange.started) + offset
+        upstream_started = getattr(exchange, "upstream_started", 0.0)
+        if upstream_started:
+            upstream_start = upstream_started + offset
+        else:  # approximate: the upstream wait ends when the request does
+            upstream_start = max(finished - exchange.upstream_s, started)
+        entity, chat = exchange.entity, exchange.request
+        failed = exchange.status >= 400 or exchange.error is not None
+        error = (exchange.error or f"HTTP {exchange.status}") if failed else None
+        common = {"request_id": exchange.request_id, "endpoint_name": exchange.endpoint}
+        root_id = new_span_id()
+        root_attributes: dict[str, Any] = {
+            "http.request.method": "POST",
+            "http.route": f"/serving-endpoints/{exchange.api.value}",
+            "http.response.status_code": exchange.status,
+            "bastion.api": exchange.api.value,
+            "bastion.request_id": exchange.request_id,
+            "bastion.endpoint": exchange.endpoint,
+            "bastion.served_entity": getattr(entity, "served_entity_name", None),
+            "bastion.overhead_ms": round(exchange.overhead_ms, 3),
+            "bastion.upstream_failures": exchange.upstream_failures or None,
+            "enduser.id": exchange.caller.name if exchange.caller else None,
+            "user_agent.original": exchange.headers.get("user-agent"),
+        }
+        spans = [
+            _span(
+                trace_id,
+                root_id,
+                remote_parent,
+                f"gateway {exchange.api.value}",
+                "SERVER",
+                started,
+                finished,
+                root_attributes,
+                error,
+                common,
+            )
+        ]
+        route_end = upstream_start if entity is not None else finished
+        spans.append(
+            _span(
+                trace_id,
+                new_span_id(),
+                root_id,
+                "route",
+                "INTERNAL",
+                started,
+                route_end,
+                {
+                    "bastion.endpoint": exchange.endpoint,
+                    "bastion.request_id": exchange.request_id,
+                    "bastion.stage": "authenticate,parse,authorize,route",
+                },
+                None if entity is not None else error,
+                common,
+            )
+        )
+        if entity is not None:
+            model = entity.upstream_model
+            response_model = (exchange.response or {}).get("model")
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": _gen_ai_system(entity),
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": response_model or model,
+                "gen_ai.request.max_tokens": chat.max_tokens if chat else None,
+                "gen_ai.request.temperature": chat.temperature if chat else None,
+                "gen_ai.request.top_p": chat.top_p if chat else None,
+                "gen_ai.usage.input_tokens": exchange.input_tokens,
+                "gen_ai.usage.output_tokens": exchange.output_tokens,
+                "bastion.request_id": exchange.request_id,
+                "bastion.endpoint": exchange.endpoint,
+                "bastion.served_entity": entity.served_entity_name,
+                "bastion.model_name": entity.model_name,
+                "bastion.model_version": entity.model_version,
+                "bastion.stream": bool(chat.stream) if chat else None,
+                "server.address": entity.base_url,
+            }
+            spans.append(
+                _span(
+                    trace_id,
+                    new_span_id(),
+                    root_id,
+                    f"chat {model}",
+                    "CLIENT",
+                    upstream_start,
+                    max(upstream_start + exchange.upstream_s, finished)
+                    if chat is not None and chat.stream
+                    else upstream_start + exchange.upstream_s,
+                    attributes,
+                    error,
+                    common,
+                )
+            )
+        return spans
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is pending, then stop (and flush the OTLP exporter)."""
+        if self._pending is not None and self._thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._pending.put(None, timeout=timeout_s)
+            self._thread.join(timeout_s)
+            self._pending = None
+        if self.exporter is not None:
+            self.exporter.close()
+
+
+def tracer_for(platform: Platform) -> Tracer:
+    """A :class:`Tracer` exporting to ``settings.otlp_endpoint`` when that is set.
+
+    ``settings.otlp_headers`` adds headers to the export (``k1=v1,k2=v2``, as the OTel SDK's
+    ``OTEL_EXPORTER_OTLP_HEADERS``); ``settings.otel_service_name`` names the service.
+    """
+    settings = platform.settings
+    headers = {}
+    for pair in (settings.otlp_headers or "").split(","):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip():
+            headers[key.strip()] = value.strip()
+    return Tracer(
+        platform,
+        otlp_endpoint=settings.otlp_endpoint,
+        service_name=settings.otel_service_name or SERVICE_NAME,
+        otlp_headers=headers,
+    )
+
+
+# -- spans from elsewhere (agents) ----------------------------------------------------------
+
+
+def _nanos(value: Any, field: str) -> int:
+    try:
+        nanos = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"span field {field} must be an integer (nanoseconds)") from None
+    if nanos <= 0:
+        raise InvalidRequest(f"span field {field} must be positive")
+    return nanos
+
+
+def _any_value(value: Any) -> Any:
+    """An OTLP ``AnyValue`` (``{"stringValue": ...}``) or a plain value, as a plain value."""
+    if isinstance(value, Mapping):
+        for key in ("stringValue", "intValue", "doubleValue", "boolValue"):
+            if key in value:
+                return value[key]
+        return str(dict(value))
+    return value
+
+
+def _attributes(raw: Any) -> dict[str, str]:
+    """OTLP ``[{"key": k, "value": {...}}]`` or a plain ``{k: v}`` mapping, as strings."""
+    if raw is None:
+        return {}
+    if isinstance(raw, Mapping):
+        items: Iterable[tuple[Any, Any]] = raw.items()
+    elif isinstance(raw, list):
+        try:
+            items = [(a["key"], a.get("value")) for a in raw]
+        except (TypeError, KeyError):
+            raise InvalidRequest("span attributes must be {key, value} objects") from None
+    else:
+        raise InvalidRequest("span attributes must be a list or an object")
+    out = {}
+    for key, value in items:
+        plain = _any_value(value)
+        if plain is not None:
+            out[str(key)] = str(plain).lower() if isinstance(plain, bool) else str(plain)
+    return out
+
+
+def _kind(raw: Any) -> str:
+    if raw is None:
+        return "INTERNAL"
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        names = {v: k for k, v in _OTLP_KIND.items()}
+        if raw in names:
+            return "INTERNAL" if raw == 0 else names[raw]
+    elif isinstance(raw, str):
+        name = raw.upper().removeprefix("SPAN_KIND_")
+        if name in KINDS or name == "UNSPECIFIED":
+            return "INTERNAL" if name == "UNSPECIFIED" else name
+    raise InvalidRequest(f"unknown span kind {raw!r}")
+
+
+def _status(raw: Any) -> tuple[str, str | None]:
+    if raw is None:
+        return "UNSET", None
+    if not isinstance(raw, Mapping):
+        raise InvalidRequest("span status must be an object")
+    code = raw.get("code", 0)
+    names = {v: k for k, v in _OTLP_STATUS.items()}
+    if isinstance(code, int) and code in names:
+        name = names[code]
+    elif isinstance(code, str) and code.upper().removeprefix("STATUS_CODE_") in _OTLP_STATUS:
+        name = code.upper().removeprefix("STATUS_CODE_")
+    else:
+        raise InvalidRequest(f"unknown span status code {code!r}")
+    message = raw.get("message")
+    return name, str(message) if message else None
+
+
+def span_row(
+    span: Mapping[str, Any], resource: Mapping[str, str], caller: Caller | None
+) -> dict[str, Any]:
+    """A ``system.tracing.spans`` row from one OTLP/JSON span; :class:`InvalidRequest` if bad."""
+    if not isinstance(span, Mapping):
+        raise InvalidRequest("each span must be an object")
+    trace_id = str(span.get("traceId") or span.get("trace_id") or "").lower()
+    span_id = str(span.get("spanId") or span.get("span_id") or "").lower()
+    parent = span.get("parentSpanId") or span.get("parent_span_id") or None
+    if not _TRACE_ID.match(trace_id) or trace_id == _ZERO_TRACE:
+        raise InvalidRequest(f"invalid traceId {trace_id!r}: 32 lowercase hex digits")
+    if not _SPAN_ID.match(span_id) or span_id == _ZERO_SPAN:
+        raise InvalidRequest(f"invalid spanId {span_id!r}: 16 lowercase hex digits")
+    if parent is not None:
+        parent = str(parent).lower()
+        if not _SPAN_ID.match(parent):
+            raise InvalidRequest(f"invalid parentSpanId {parent!r}: 16 lowercase hex digits")
+    name = span.get("name")
+    if not isinstance(name, str) or not name or len(name) > 1024:
+        raise InvalidRequest("span name must be a non-empty string")
+    start = _nanos(span.get("startTimeUnixNano"), "startTimeUnixNano")
+    end = _nanos(span.get("endTimeUnixNano"), "endTimeUnixNano")
+    if end < start:
+        raise InvalidRequest("span ends before it starts")
+    status_code, status_message = _status(span.get("status"))
+    attributes = _attributes(span.get("attributes"))
+    if caller is not None:
+        attributes["bastion.ingested_by"] = caller.name
+    return {
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "parent_span_id": parent,
+        "name": name,
+        "kind": _kind(span.get("kind")),
+        "start_time": datetime.fromtimestamp(start / 1e9, UTC),
+        "end_time": datetime.fromtimestamp(end / 1e9, UTC),
+        "duration_ms": (end - start) / 1e6,
+        "status_code": status_code,
+        "status_message": status_message,
+        "attributes": attributes,
+        "resource": dict(resource),
+        "request_id": attributes.get("bastion.request_id"),
+        "endpoint_name": attributes.get("bastion.endpoint"),
+        "service_name": resource.get("service.name") or "agent",
+    }
+
+
+def ingest_spans(
+    platform: Platform,
+    caller: Caller | None,
+    spans: list[dict[str, Any]],
+    *,
+    resource: Mapping[str, Any] | None = None,
+) -> int:
+    """Validate OTLP/JSON spans (from an agent, say) and append them; returns how many.
+
+    ``spans`` may be flat span objects or one OTLP ``{"resourceSpans": [...]}`` export
+    request. All or none are written; the writer's table must be registered
+    (:func:`ensure_tracing_table`).
+    """
+    if not isinstance(spans, list):
+        raise InvalidRequest("spans must be a list")
+    base = _attributes(resource) if resource is not None else {}
+    rows: list[dict[str, Any]] = []
+    for item in spans:
+        if isinstance(item, Mapping) and "resourceSpans" in item:
+            for resource_spans in item.get("resourceSpans") or []:
+                attrs = {
+                    **base,
+                    **_attributes((resource_spans.get("resource") or {}).get("attributes")),
+                }
+                for scope_spans in resource_spans.get("scopeSpans") or []:
+                    for span in scope_spans.get("spans") or []:
+                        rows.append(span_row(span, attrs, caller))
+        else:
+            rows.append(span_row(item, base, caller))
+        if len(rows) > MAX_INGEST_SPANS:
+            raise InvalidRequest(f"at most {MAX_INGEST_SPANS} spans per request")
+    platform.writer.append_many(SPANS.full_name, rows)
+    return len(rows)
+
+
+# -- OTLP/HTTP export ---------------------------------------------------------------------
+
+
+def _otlp_value(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    return {"stringValue": str(value)}
+
+
+def _otlp_attributes(attributes: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _otlp_value(v)} for k, v in attributes.items() if v is not None]
+
+
+def otlp_request(spans: list[dict[str, Any]], resource: Mapping[str, str]) -> dict[str, Any]:
+    """An OTLP/JSON ``ExportTraceServiceRequest`` for spans built by :class:`Tracer`."""
+    out = []
+    for s in spans:
+        otlp: dict[str, Any] = {
+            "traceId": s["trace_id"],
+            "spanId": s["span_id"],
+            "name": s["name"],
+            "kind": _OTLP_KIND[s["kind"]],
+            "startTimeUnixNano": str(int(s["start"] * 1e9)),
+            "endTimeUnixNano": str(int(s["end"] * 1e9)),
+            "attributes": _otlp_attributes(s["attributes"]),
+            "status": {"code": _OTLP_STATUS[s["status_code"]]},
+        }
+        if s["parent_span_id"]:
+            otlp["parentSpanId"] = s["parent_span_id"]
+        if s["status_message"]:
+            otlp["status"]["message"] = s["status_message"]
+        out.append(otlp)
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": _otlp_attributes(resource)},
+                "scopeSpans": [{"scope": {"name": "bastion.gateway"}, "spans": out}],
+            }
+        ]
+    }
+
+
+class OtlpExporter:
+    """Batches spans to an OTLP/HTTP collector (JSON encoding) from a daemon thread.
+
+    :meth:`export` only enqueues (spans beyond ``max_queue`` are dropped and counted), so a
+    slow or absent collector never reaches the request path.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        resource: Mapping[str, str],
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_queue: int = 8192,
+        max_batch: int = 512,
+        interval_s: float = 1.0,
+        timeout_s: float = 10.0,
+    ) -> None:
+        base = endpoint.rstrip("/")
+        self.url = base if base.endswith("/v1/traces") else base + "/v1/traces"
+        self.resource = dict(resource)
+        self.dropped = 0
+        self.exported = 0
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queue)
+        self._max_batch = max_batch
+        self._interval_s = interval_s
+        self._client = httpx.Client(
+            timeout=timeout_s, headers={"content-type": "application/json", **(headers or {})}
+        )
+        self._thread = threading.Thread(target=self._run, name="otlp-exporter", daemon=True)
+        self._thread.start()
+
+    def export(self, spans: list[dict[str, Any]]) -> None:
+        for span in spans:
+            try:
+                self._queue.put_nowait(span)
+            except queue.Full:
+                self.dropped += 1
+
+    def _run(self) -> None:
+        closing = False
+        while not closing:
+            batch: list[dict[str, Any]] = []
+            try:
+                item = self._queue.get(timeout=self._interval_s)
+            except queue.Empty:
+                continue
+            while True:
+                if item is None:
+                    closing = True
+                    break
+                batch.append(item)
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._send(batch)
+
+    def _send(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            reply = self._client.post(self.url, json=otlp_request(batch, self.resource))
+            reply.raise_for_status()
+            self.exported += len(batch)
+        except Exception as error:  # the collector is optional: count and go on
+            self.dropped += len(batch)
+            logger.warning("OTLP export of %d spans to %s failed: %s", len(batch), self.url, error)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued, then stop."""
+        with contextlib.suppress(queue.Full):
+            self._queue.put(None, timeout=timeout_s)
+        self._thread.join(timeout_s)
+        self._client.close()
+
+
+__all__ = [
+    "SPANS",
+    "OtlpExporter",
+    "Tracer",
+    "ensure_tracing_table",
+    "ingest_spans",
+    "new_span_id",
+    "new_trace_id",
+    "otlp_request",
+    "parse_traceparent",
+    "span_row",
+    "tracer_for",
+]

@@ -1,0 +1,434 @@
+"""Request traces: the span tree in ``system.tracing.spans``, joined to payload rows by trace_id."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from deltalake import DeltaTable
+from upstream_stub import StubServer, start_stub
+
+from bastion.bootstrap import initialize
+from bastion.errors import InvalidRequest
+from bastion.identity.model import Caller, PrincipalKind
+from bastion.observability.tracing import (
+    SPANS,
+    Tracer,
+    ensure_tracing_table,
+    ingest_spans,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+)
+from bastion.platform import Platform
+from bastion.serving.control.routing import Upstream
+from bastion.serving.gateway.app import Exchange
+from bastion.serving.protocols import ChatRequest, ClientApi
+from bastion.tables.system import location
+from conftest import RunningServer, ServerThread, make_settings
+
+UC = "/api/2.1/unity-catalog"
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Platform]:
+    platform = Platform(make_settings(tmp_path / "home", f"sqlite:///{tmp_path / 'meta.db'}"))
+    initialize(platform)
+    yield platform
+    platform.close()
+
+
+def _spans(platform: Platform) -> list[dict[str, Any]]:
+    platform.writer.flush()
+    uri = location(platform.settings.warehouse_dir, SPANS.full_name)
+    rows: list[dict[str, Any]] = DeltaTable(str(uri)).to_pyarrow_table().to_pylist()
+    for row in rows:
+        row["attributes"] = dict(row["attributes"] or [])
+        row["resource"] = dict(row["resource"] or [])
+    return rows
+
+
+def _record(platform: Platform, exchange: Exchange, **options: Any) -> None:
+    tracer = Tracer(platform, **options)
+    tracer.record(exchange)
+    tracer.flush()
+    tracer.close()
+
+
+def _exchange(status: int = 200, **headers: str) -> Exchange:
+    now, wall = time.perf_counter(), time.time()
+    exchange = Exchange("req-1", ClientApi.CHAT_COMPLETIONS, now - 0.050, wall - 0.050)
+    exchange.headers = {"user-agent": "pytest", **headers}
+    exchange.endpoint = "helpdesk"
+    exchange.request = ChatRequest(
+        api=ClientApi.CHAT_COMPLETIONS,
+        reply_format=ClientApi.CHAT_COMPLETIONS,
+        model="helpdesk",
+        messages=[{"role": "user", "content": "hi"}],
+        max_tokens=64,
+        temperature=0.2,
+    )
+    exchange.entity = Upstream(
+        entity_name="main.default.helpdesk_model",
+        served_entity_name="v1",
+        served_entity_id="e1",
+        model_name="main.default.helpdesk_model",
+        model_version="1",
+        kind="openai",
+        base_url="http://127.0.0.1:9/v1",
+        upstream_model="gpt-stub",
+    )
+    exchange.status = status
+    exchange.upstream_s = 0.040
+    exchange.finished = now
+    exchange.input_tokens, exchange.output_tokens = 7, 11
+    exchange.response = {"model": "gpt-stub-2025"}
+    if status >= 400:
+        exchange.error = "upstream said no"
+    return exchange
+
+
+def test_span_tree_with_gen_ai_attributes(services: Platform) -> None:
+    exchange = _exchange()
+    _record(services, exchange)
+    assert exchange.trace_id is not None and len(exchange.trace_id) == 32
+    spans = {s["kind"]: s for s in _spans(services)}
+    assert set(spans) == {"SERVER", "INTERNAL", "CLIENT"}
+    root, route, client = spans["SERVER"], spans["INTERNAL"], spans["CLIENT"]
+    assert {s["trace_id"] for s in spans.values()} == {exchange.trace_id}
+    assert root["parent_span_id"] is None
+    assert route["parent_span_id"] == client["parent_span_id"] == root["span_id"]
+    assert root["name"] == "gateway chat/completions" and client["name"] == "chat gpt-stub"
+    assert root["status_code"] == client["status_code"] == "UNSET"
+    assert 45 < root["duration_ms"] < 60
+    assert 35 < client["duration_ms"] < 45
+    assert client["end_time"] <= root["end_time"] and root["start_time"] <= route["start_time"]
+    assert root["attributes"]["http.response.status_code"] == "200"
+    assert (
+        client["attributes"].items()
+        >= {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": "openai",
+            "gen_ai.request.model": "gpt-stub",
+            "gen_ai.response.model": "gpt-stub-2025",
+            "gen_ai.request.max_tokens": "64",
+            "gen_ai.request.temperature": "0.2",
+            "gen_ai.usage.input_tokens": "7",
+            "gen_ai.usage.output_tokens": "11",
+            "bastion.request_id": "req-1",
+            "bastion.endpoint": "helpdesk",
+            "bastion.served_entity": "v1",
+        }.items()
+    )
+    assert all(s["request_id"] == "req-1" for s in spans.values())
+    assert root["service_name"] == "bastion-gateway"
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_incoming_traceparent_is_the_parent(services: Platform, deferred: bool) -> None:
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    exchange = _exchange(traceparent=f"00-{trace_id}-{parent}-01")
+    tracer = Tracer(services, deferred=deferred)
+    tracer.record(exchange)
+    if not deferred:  # the spans are in the writer's log already
+        services.writer.flush()
+        assert len(_spans(services)) == 3
+    tracer.close()
+    assert exchange.trace_id == trace_id
+    root = next(s for s in _spans(services) if s["kind"] == "SERVER")
+    assert (root["trace_id"], root["parent_span_id"]) == (trace_id, parent)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        "garbage",
+        "",
+    ],
+)
+def test_invalid_traceparent_is_ignored(header: str) -> None:
+    assert parse_traceparent(header) is None
+
+
+def test_ids_are_w3c_shaped() -> None:
+    assert len(new_trace_id()) == 32 and len(new_span_id()) == 16
+    assert new_trace_id() != new_trace_id()
+
+
+def test_failed_request_marks_spans_as_errors(services: Platform) -> None:
+    exchange = _exchange(status=502)
+    _record(services, exchange)
+    spans = {s["kind"]: s for s in _spans(services)}
+    assert spans["SERVER"]["status_code"] == spans["CLIENT"]["status_code"] == "ERROR"
+    assert spans["SERVER"]["status_message"] == "upstream said no"
+    assert spans["SERVER"]["attributes"]["http.response.status_code"] == "502"
+    assert spans["INTERNAL"]["status_code"] == "UNSET"
+
+
+def test_request_without_upstream_has_no_client_span(services: Platform) -> None:
+    exchange = _exchange(status=403)
+    exchange.entity = None
+    _record(services, exchange)
+    kinds = sorted(s["kind"] for s in _spans(services))
+    assert kinds == ["INTERNAL", "SERVER"]
+
+
+def _agent_caller() -> Caller:
+    return Caller(1, PrincipalKind.USER, "agent@example.com", "Agent", frozenset(), frozenset())
+
+
+def test_ingest_agent_spans_joins_the_request_trace(services: Platform) -> None:
+    exchange = _exchange()
+    _record(services, exchange)
+    root = next(s for s in _spans(services) if s["kind"] == "SERVER")
+    start = time.time_ns()
+    export = {
+        "resourceSpans": [
+            {
+                "resource": {
+                    "attributes": [{"key": "service.name", "value": {"stringValue": "agent"}}]
+                },
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {
+                                "traceId": exchange.trace_id,
+                                "spanId": "1111111111111111",
+                                "parentSpanId": root["span_id"],
+                                "name": "retriever",
+                                "kind": 1,
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(start + 2_000_000),
+                                "attributes": [
+                                    {"key": "docs", "value": {"intValue": "3"}},
+                                    {"key": "bastion.request_id", "value": {"stringValue": "r"}},
+                                ],
+                                "status": {"code": 2, "message": "partial"},
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    assert ingest_spans(services, _agent_caller(), [export]) == 1
+    flat = {
+        "traceId": exchange.trace_id,
+        "spanId": "2222222222222222",
+        "parentSpanId": "1111111111111111",
+        "name": "tool call",
+        "kind": "SPAN_KIND_CLIENT",
+        "startTimeUnixNano": start,
+        "endTimeUnixNano": start + 1_000_000,
+        "attributes": {"tool": "search"},
+    }
+    assert ingest_spans(services, None, [flat], resource={"service.name": "agent-2"}) == 1
+    spans = {s["name"]: s for s in _spans(services) if s["trace_id"] == exchange.trace_id}
+    assert len(spans) == 5
+    retriever, tool = spans["retriever"], spans["tool call"]
+    assert retriever["parent_span_id"] == root["span_id"] and retriever["kind"] == "INTERNAL"
+    assert retriever["status_code"] == "ERROR" and retriever["status_message"] == "partial"
+    assert retriever["attributes"]["docs"] == "3"
+    assert retriever["attributes"]["bastion.ingested_by"] == "agent@example.com"
+    assert retriever["request_id"] == "r" and retriever["service_name"] == "agent"
+    assert retriever["duration_ms"] == pytest.approx(2.0)
+    assert tool["kind"] == "CLIENT" and tool["service_name"] == "agent-2"
+    assert tool["attributes"]["tool"] == "search"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"traceId": "xyz"},
+        {"spanId": "0000000000000000"},
+        {"parentSpanId": "short"},
+        {"name": ""},
+        {"kind": "SIDEWAYS"},
+        {"startTimeUnixNano": "soon"},
+        {"endTimeUnixNano": 1},
+        {"status": {"code": 9}},
+        {"attributes": "x"},
+    ],
+)
+def test_ingest_rejects_bad_spans(services: Platform, change: dict[str, Any]) -> None:
+    span = {
+        "traceId": new_trace_id(),
+        "spanId": new_span_id(),
+        "name": "ok",
+        "startTimeUnixNano": 10**18,
+        "endTimeUnixNano": 10**18 + 1,
+    } | change
+    good = {**span, **{"spanId": new_span_id(), "name": "good", "traceId": new_trace_id()}}
+    good.pop("parentSpanId", None)
+    ensure_tracing_table(services)
+    with pytest.raises(InvalidRequest):
+        ingest_spans(services, None, [good, span])  # all or none
+    assert ingest_spans(services, None, []) == 0
+    assert _spans(services) == []
+
+
+# -- OTLP export --------------------------------------------------------------------------
+
+
+class _Collector(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _CollectorHandler)
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.got = threading.Event()
+
+
+class _CollectorHandler(BaseHTTPRequestHandler):
+    server: _Collector
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.server.posts.append((self.path, json.loads(body)))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+        self.server.got.set()
+
+
+def test_spans_are_exported_over_otlp_http(services: Platform) -> None:
+    collector = _Collector()
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{collector.server_address[1]}"
+        tracer = Tracer(services, otlp_endpoint=url)
+        assert tracer.exporter is not None
+        exchange = _exchange(status=502)
+        tracer.record(exchange)
+        tracer.close()
+        assert collector.got.wait(10)
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    path, body = collector.posts[0]
+    assert path == "/v1/traces"
+    resource_spans = body["resourceSpans"][0]
+    resource = {a["key"]: a["value"] for a in resource_spans["resource"]["attributes"]}
+    assert resource["service.name"] == {"stringValue": "bastion-gateway"}
+    spans = {s["kind"]: s for s in resource_spans["scopeSpans"][0]["spans"]}
+    assert set(spans) == {1, 2, 3}  # INTERNAL, SERVER, CLIENT
+    client = spans[3]
+    assert client["traceId"] == exchange.trace_id and client["parentSpanId"] == spans[2]["spanId"]
+    assert client["status"] == {"code": 2, "message": "upstream said no"}
+    attributes = {a["key"]: a["value"] for a in client["attributes"]}
+    assert attributes["gen_ai.usage.output_tokens"] == {"intValue": "11"}
+    assert attributes["gen_ai.request.temperature"] == {"doubleValue": 0.2}
+    assert int(client["endTimeUnixNano"]) > int(client["startTimeUnixNano"])
+    assert tracer.exporter.exported == 3 and tracer.exporter.dropped == 0
+
+
+# -- end to end: through the gateway, joined to the payload row ----------------------------
+
+
+@pytest.fixture
+def stub() -> Iterator[StubServer]:
+    server = start_stub("The shrine opens at 9.")
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _deploy(server: RunningServer, stub: StubServer) -> None:
+    with server.admin() as admin:
+        model = {"catalog_name": "main", "schema_name": "default", "name": "helpdesk_model"}
+        assert admin.post(f"{UC}/models", json=model).status_code == 200
+        version = admin.post(
+            f"{UC}/models/versions",
+            json={
+                "catalog_name": "main",
+                "schema_name": "default",
+                "model_name": "helpdesk_model",
+                "external_model": {
+                    "provider": "openai",
+                    "name": "stub",
+                    "task": "llm/v1/chat",
+                    "openai_config": {"openai_api_base": stub.base_url},
+                },
+            },
+        )
+        assert version.status_code == 200, version.text
+        config = {
+            "served_entities": [
+                {"name": "v1", "entity_name": "main.default.helpdesk_model", "entity_version": "1"}
+            ]
+        }
+        reply = admin.post(
+            "/api/2.0/serving-endpoints", json={"name": "helpdesk", "config": config}
+        )
+        assert reply.status_code == 200, reply.text
+
+
+def test_gateway_request_trace_joins_its_payload_row(services: Platform, stub: StubServer) -> None:
+    thread = ServerThread(services)  # create_app wires the tracer into the gateway's log
+    with thread as url:
+        server = RunningServer(url, services)
+        _deploy(server, stub)
+        trace_id = "0af7651916cd43dd8448eb211c80319c"
+        with server.admin() as admin:
+            reply = admin.post(
+                "/serving-endpoints/helpdesk/invocations",
+                json={"messages": [{"role": "user", "content": "When?"}], "max_tokens": 20},
+                headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
+            )
+            assert reply.status_code == 200, reply.text
+            request_id = reply.headers["x-request-id"]
+    services.writer.flush()  # the server's shutdown drained its tracer into the writer
+    payload = location(services.settings.warehouse_dir, "main.default.helpdesk_payload")
+    rows = DeltaTable(str(payload)).to_pyarrow_table(columns=["request_id", "trace_id"])
+    assert rows.to_pylist() == [{"request_id": request_id, "trace_id": trace_id}]
+    spans = [s for s in _spans(services) if s["trace_id"] == trace_id]
+    assert len(spans) == 3 and {s["request_id"] for s in spans} == {request_id}
+    client = next(s for s in spans if s["kind"] == "CLIENT")
+    assert client["attributes"]["gen_ai.request.max_tokens"] == "20"
+    assert int(client["attributes"]["gen_ai.usage.output_tokens"]) > 0
+    assert httpx.URL(client["attributes"]["server.address"]).host == "127.0.0.1"
+
+
+def test_agents_post_spans_over_http_users_may_not(server) -> None:  # type: ignore[no-untyped-def]
+    from conftest import create_user
+
+    span = {
+        "traceId": "ab" * 16,
+        "spanId": "cd" * 8,
+        "name": "agent step",
+        "kind": 1,
+        "startTimeUnixNano": 1_700_000_000_000_000_000,
+        "endTimeUnixNano": 1_700_000_000_500_000_000,
+        "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}}],
+    }
+    with server.admin() as admin:
+        sp = admin.post(
+            "/api/2.0/preview/scim/v2/ServicePrincipals", json={"displayName": "agent"}
+        ).json()
+    record = server.platform.identity.find(sp["applicationId"])
+    token, _ = server.platform.identity.create_token(
+        record.id, kind="pat", prefix="bstp_", lifetime_s=600
+    )
+    with server.client(token) as agent:
+        reply = agent.post("/api/2.0/bastion/traces", json=[span])
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"accepted": 1}
+        assert agent.post("/api/2.0/bastion/traces", json=[{"spanId": "zz"}]).status_code == 400
+    _, user = create_user(server, "nosy@example.com")
+    with server.client(user) as nosy:
+        assert nosy.post("/api/2.0/bastion/traces", json=[span]).status_code == 403
