@@ -108,3 +108,21 @@ def test_all_privileges_does_not_include_manage(server: RunningServer) -> None:
         assert e.post(f"{UC}/schemas", json={"catalog_name": "lab", "name": "x"}).is_success
         grant = {"changes": [{"principal": "users", "add": ["USE_CATALOG"]}]}
         assert e.patch(f"{UC}/permissions/catalog/lab", json=grant).status_code == 403
+
+
+def test_use_schema_alone_does_not_reveal_tables(server: RunningServer) -> None:
+    _, token = create_user(server, "peek@example.com")
+    with server.admin() as admin, server.client(token) as peek:
+        table = {
+            "catalog_name": "main",
+            "schema_name": "default",
+            "name": "salaries",
+            "columns": [{"name": "amount", "type_text": "double"}],
+        }
+        assert admin.post(f"{UC}/tables", json=table).status_code == 200
+        listed = peek.get(f"{UC}/tables", params={"catalog_name": "main", "schema_name": "default"})
+        assert "salaries" not in [t["name"] for t in listed.json()["tables"]]
+        change = {"changes": [{"principal": "peek@example.com", "add": ["SELECT"]}]}
+        admin.patch(f"{UC}/permissions/table/main.default.salaries", json=change)
+        listed = peek.get(f"{UC}/tables", params={"catalog_name": "main", "schema_name": "default"})
+        assert "salaries" in [t["name"] for t in listed.json()["tables"]]

@@ -138,8 +138,18 @@ class Authorizer:
         return privilege in self.effective(caller, node)
 
     def visible(self, caller: Caller, node: Node) -> bool:
-        """Whether the caller may see that the object exists (any privilege on it or below)."""
-        if caller.is_admin or self.effective(caller, node):
+        """Whether the caller may see that the object exists.
+
+        Catalogs and schemas: any privilege on them or on something below. Other objects: a
+        privilege that applies to the object itself (granted there or inherited) — ``USE
+        SCHEMA`` alone does not reveal a schema's tables, as in ``SHOW TABLES``.
+        """
+        if caller.is_admin:
+            return True
+        held = self.effective(caller, node)
+        if node.type not in (SecurableType.CATALOG, SecurableType.SCHEMA):
+            return bool(held & APPLICABLE[node.type])
+        if held:
             return True
         snap = self.snapshot()
         ids = caller.principal_ids
