@@ -161,9 +161,10 @@ class WorkerSupervisor:
 
     def stop(self, key: str) -> None:
         with self._lock:
-            worker = self._workers.pop(key, None)
+            worker = self._workers.get(key)
             if worker is not None:
                 self._terminate(worker)
+                self._workers.pop(key, None)
                 self._changed()
 
     def stop_all(self) -> None:
@@ -216,8 +217,8 @@ class WorkerSupervisor:
                     worker.unwanted_since is not None
                     and now - worker.unwanted_since >= self.stop_grace_s
                 ):
+                    self._terminate(worker)  # before it leaves the registry: no gap to see
                     self._workers.pop(worker.spec.key)
-                    self._terminate(worker)
                     self._changed()
                     continue
                 self._check(worker, now)
