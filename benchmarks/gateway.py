@@ -34,6 +34,7 @@ from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bstp_" + "be" * 20
+LITELLM_KEY = "sk-bench-" + "0f" * 16
 BODY = '{"model":"stub","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
 console = Console()
 
@@ -211,6 +212,8 @@ def start_litellm(stack: ExitStack, work: Path, upstream: str, exe: Path) -> str
         "      model: openai/stub\n"
         f"      api_base: {upstream}/v1\n"
         "      api_key: sk-none\n"
+        "general_settings:\n"
+        f"  master_key: {LITELLM_KEY}\n"
     )
     stack.enter_context(
         process(
@@ -294,7 +297,10 @@ def main() -> None:
             exe = litellm_venv(args.litellm_venv)
             if exe is not None:
                 litellm = start_litellm(stack, work, upstream, exe)
-                targets["LiteLLM proxy (2 workers)"] = (f"{litellm}/v1/chat/completions", {})
+                targets["LiteLLM proxy (2 workers)"] = (
+                    f"{litellm}/v1/chat/completions",
+                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+                )
         for name, (url, headers) in targets.items():
             headers = {"Content-Type": "application/json", **headers}
             run_wrk(url, 4, 2, headers, work)  # warm-up
