@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from upstream_stub import StubServer, start_stub
+from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 from bastion import sql
 from conftest import RunningServer, create_user
@@ -27,40 +27,10 @@ def stub() -> Iterator[StubServer]:
     server.server_close()
 
 
-def _deploy(server: RunningServer, stub: StubServer) -> None:
-    with server.admin() as admin:
-        model = {"catalog_name": "main", "schema_name": "default", "name": "helpdesk_model"}
-        assert admin.post(f"{UC}/models", json=model).status_code == 200
-        version = admin.post(
-            f"{UC}/models/versions",
-            json={
-                "catalog_name": "main",
-                "schema_name": "default",
-                "model_name": "helpdesk_model",
-                "external_model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_base": stub.base_url},
-                },
-            },
-        )
-        assert version.status_code == 200, version.text
-        config = {
-            "served_entities": [
-                {"name": "v1", "entity_name": "main.default.helpdesk_model", "entity_version": "1"}
-            ]
-        }
-        reply = admin.post(
-            "/api/2.0/serving-endpoints", json={"name": "helpdesk", "config": config}
-        )
-        assert reply.status_code == 200, reply.text
-
-
 def test_payload_row_by_client_request_id_as_the_callers_own_grants(
     server: RunningServer, stub: StubServer
 ) -> None:
-    _deploy(server, stub)
+    deploy_stub_model(server, stub)
     client = openai.OpenAI(base_url=f"{server.url}/serving-endpoints", api_key=server.admin_token)
     client.chat.completions.create(
         model="helpdesk",

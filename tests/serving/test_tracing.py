@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from deltalake import DeltaTable
-from upstream_stub import StubServer, start_stub
+from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 from bastion.bootstrap import initialize
 from bastion.errors import InvalidRequest
@@ -33,8 +33,6 @@ from bastion.serving.gateway.app import Exchange
 from bastion.serving.protocols import ChatRequest, ClientApi
 from bastion.tables.system import location
 from conftest import RunningServer, ServerThread, make_settings
-
-UC = "/api/2.1/unity-catalog"
 
 
 @pytest.fixture
@@ -348,41 +346,11 @@ def stub() -> Iterator[StubServer]:
     server.server_close()
 
 
-def _deploy(server: RunningServer, stub: StubServer) -> None:
-    with server.admin() as admin:
-        model = {"catalog_name": "main", "schema_name": "default", "name": "helpdesk_model"}
-        assert admin.post(f"{UC}/models", json=model).status_code == 200
-        version = admin.post(
-            f"{UC}/models/versions",
-            json={
-                "catalog_name": "main",
-                "schema_name": "default",
-                "model_name": "helpdesk_model",
-                "external_model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_base": stub.base_url},
-                },
-            },
-        )
-        assert version.status_code == 200, version.text
-        config = {
-            "served_entities": [
-                {"name": "v1", "entity_name": "main.default.helpdesk_model", "entity_version": "1"}
-            ]
-        }
-        reply = admin.post(
-            "/api/2.0/serving-endpoints", json={"name": "helpdesk", "config": config}
-        )
-        assert reply.status_code == 200, reply.text
-
-
 def test_gateway_request_trace_joins_its_payload_row(services: Platform, stub: StubServer) -> None:
     thread = ServerThread(services)  # create_app wires the tracer into the gateway's log
     with thread as url:
         server = RunningServer(url, services)
-        _deploy(server, stub)
+        deploy_stub_model(server, stub)
         trace_id = "0af7651916cd43dd8448eb211c80319c"
         with server.admin() as admin:
             reply = admin.post(

@@ -81,6 +81,38 @@ def start_stub(reply: str, port: int = 0) -> StubServer:
     return server
 
 
+def deploy_stub_model(server: Any, stub: StubServer) -> None:
+    """As admin: register ``main.default.helpdesk_model`` v1 as an external model answered by
+    ``stub`` and serve it at endpoint ``helpdesk`` (``server`` is a conftest RunningServer)."""
+    with server.admin() as admin:
+        model = {"catalog_name": "main", "schema_name": "default", "name": "helpdesk_model"}
+        assert admin.post("/api/2.1/unity-catalog/models", json=model).status_code == 200
+        version = admin.post(
+            "/api/2.1/unity-catalog/models/versions",
+            json={
+                "catalog_name": "main",
+                "schema_name": "default",
+                "model_name": "helpdesk_model",
+                "external_model": {
+                    "provider": "openai",
+                    "name": "stub",
+                    "task": "llm/v1/chat",
+                    "openai_config": {"openai_api_base": stub.base_url},
+                },
+            },
+        )
+        assert version.status_code == 200, version.text
+        config = {
+            "served_entities": [
+                {"name": "v1", "entity_name": "main.default.helpdesk_model", "entity_version": "1"}
+            ]
+        }
+        reply = admin.post(
+            "/api/2.0/serving-endpoints", json={"name": "helpdesk", "config": config}
+        )
+        assert reply.status_code == 200, reply.text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)

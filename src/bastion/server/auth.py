@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from fastapi import Request
 
@@ -16,14 +16,15 @@ def platform_of(request: Request) -> Platform:
     return platform
 
 
-def presented_token(request: Request) -> str:
-    header = request.headers.get("authorization")
+def presented_token(headers: Mapping[str, str]) -> str:
+    """The credential in ``Authorization: Bearer …`` or ``x-api-key`` (lower-case header keys)."""
+    header = headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
         raise Unauthenticated("Use 'Authorization: Bearer <token>'.")
-    api_key = request.headers.get("x-api-key")
+    api_key = headers.get("x-api-key")
     if api_key:
         return api_key.strip()
     raise Unauthenticated("Credential was not sent or was of an unsupported type for this API.")
@@ -33,7 +34,7 @@ def authenticated(scope: str) -> Callable[[Request], Caller]:
     """A dependency that authenticates the caller and checks the credential has ``scope``."""
 
     def dependency(request: Request) -> Caller:
-        caller = platform_of(request).authenticator.authenticate(presented_token(request))
+        caller = platform_of(request).authenticator.authenticate(presented_token(request.headers))
         request.state.caller = caller
         if not caller.has_scope(scope):
             raise PermissionDenied(

@@ -51,13 +51,7 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         started = time.perf_counter()
 
-        if (
-            path_is_api(scope)
-            and headers.get("content-type", "").startswith(
-                ("application/x-www-form-urlencoded", "")
-            )
-            and "json" not in headers.get("content-type", "")
-        ):
+        if path_is_api(scope) and "json" not in headers.get("content-type", ""):
             # Databricks' APIs take JSON whatever the client declares (curl -d sends a form type).
             scope["headers"] = [
                 (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"

@@ -22,13 +22,13 @@ from bastion.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
-    Unauthenticated,
     Unavailable,
 )
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
 from bastion.identity.model import Caller
 from bastion.platform import Platform, RequestInfo, current_request
+from bastion.server.auth import presented_token
 from bastion.serving.control.routing import RoutePlan, Upstream
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
 from bastion.serving.protocols import (
@@ -140,11 +140,7 @@ class Gateway:
     # -- helpers ------------------------------------------------------------------------------
 
     def _authenticate(self, headers: dict[str, str]) -> Caller:
-        raw = headers.get("authorization", "")
-        token = raw[7:].strip() if raw[:7].lower() == "bearer " else headers.get("x-api-key", "")
-        if not token:
-            raise Unauthenticated("Send a token as 'Authorization: Bearer <token>' or 'x-api-key'.")
-        caller = self.platform.authenticator.authenticate(token)
+        caller = self.platform.authenticator.authenticate(presented_token(headers))
         if not any(caller.has_scope(s) for s in QUERY_SCOPES):
             raise PermissionDenied(
                 "The credential lacks the scope 'serving.serving-endpoints' needed to query models."
