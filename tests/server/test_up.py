@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from deltalake import DeltaTable
 
 from conftest import free_port
 
@@ -78,10 +79,14 @@ def test_first_run_prints_credentials_once_and_stores_only_hashes(tmp_path: Path
     with engine.connect() as conn:
         rows = [
             str(r)
-            for table in ("principals", "tokens", "audit_events")
+            for table in ("principals", "tokens")
             for r in conn.execute(sa.text(f"SELECT * FROM {table}"))
         ]
     engine.dispose()
+    audit = DeltaTable(str(home / "warehouse" / "system" / "access" / "audit"))
+    events = [str(r) for r in audit.to_pyarrow_table().to_pylist()]
+    assert any("tokenLogin" in e for e in events)
+    rows += events
     assert rows and not any(token.group(1) in r or password.group(1) in r for r in rows)
 
 

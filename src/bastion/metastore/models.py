@@ -101,27 +101,6 @@ class GrantRow(Base):
     privilege: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
-class AuditEventRow(Base):
-    """One audit event, with the fields of Databricks' ``system.access.audit``."""
-
-    __tablename__ = "audit_events"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
-    event_time: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
-    user_email: Mapped[str | None] = mapped_column(String(255))
-    service_name: Mapped[str] = mapped_column(String(64), nullable=False)
-    action_name: Mapped[str] = mapped_column(String(128), nullable=False)
-    request_params: Mapped[str] = mapped_column(Text, nullable=False)
-    status_code: Mapped[int] = mapped_column(Integer, nullable=False)
-    error_message: Mapped[str | None] = mapped_column(Text)
-    source_ip_address: Mapped[str | None] = mapped_column(String(64))
-    user_agent: Mapped[str | None] = mapped_column(Text)
-
-    __table_args__ = (Index("ix_audit_time", "event_time"),)
-
-
 class ChangeCounterRow(Base):
     """A single row whose ``version`` grows on every change that caches depend on."""
 
