@@ -49,6 +49,36 @@ def _target(node: exp.Expr) -> tuple[str, list[str] | None]:
     return qualify(table_parts(node)), columns
 
 
+def _save(
+    ctx: Context,
+    securable_type: SecurableType,
+    full_name: str,
+    comment: str | None,
+    properties: dict[str, Any],
+    *,
+    replace: bool,
+) -> None:
+    """Register a new view or function as the caller's, or update the one being replaced."""
+    governance = ctx.platform.governance
+    if replace:
+        governance.update(
+            securable_type,
+            full_name,
+            updated_by=ctx.caller.name,
+            comment=comment,
+            properties=properties,
+        )
+    else:
+        governance.create(
+            securable_type,
+            full_name,
+            owner_id=ctx.caller.principal_id,
+            created_by=ctx.caller.name,
+            comment=comment,
+            properties=properties,
+        )
+
+
 def _replaceable(
     ctx: Context, securable_type: SecurableType, full_name: str, tree: exp.Create
 ) -> bool:
@@ -115,26 +145,12 @@ def create_view(ctx: Context, tree: exp.Create) -> pa.Table:
             }
         )
     properties = {"table_type": "VIEW", "view_definition": definition, "columns": columns}
-    if _replaceable(ctx, SecurableType.TABLE, full_name, tree):
+    replace = _replaceable(ctx, SecurableType.TABLE, full_name, tree)
+    if replace:
         info = ctx.catalog.info(SecurableType.TABLE, full_name)
         if info.properties.get("table_type") != "VIEW":
             raise InvalidRequest(f"'{full_name}' is a table, not a view.")
-        ctx.platform.governance.update(
-            SecurableType.TABLE,
-            full_name,
-            updated_by=ctx.caller.name,
-            comment=comment,
-            properties=properties,
-        )
-    else:
-        ctx.platform.governance.create(
-            SecurableType.TABLE,
-            full_name,
-            owner_id=ctx.caller.principal_id,
-            created_by=ctx.caller.name,
-            comment=comment,
-            properties=properties,
-        )
+    _save(ctx, SecurableType.TABLE, full_name, comment, properties, replace=replace)
     return pa.table({})
 
 
@@ -193,23 +209,8 @@ def create_function(ctx: Context, tree: exp.Create) -> pa.Table:
         "return_type": return_type,
         "routine_definition": body.sql(dialect="databricks"),
     }
-    if _replaceable(ctx, SecurableType.FUNCTION, full_name, tree):
-        ctx.platform.governance.update(
-            SecurableType.FUNCTION,
-            full_name,
-            updated_by=ctx.caller.name,
-            comment=comment,
-            properties=props,
-        )
-    else:
-        ctx.platform.governance.create(
-            SecurableType.FUNCTION,
-            full_name,
-            owner_id=ctx.caller.principal_id,
-            created_by=ctx.caller.name,
-            comment=comment,
-            properties=props,
-        )
+    replace = _replaceable(ctx, SecurableType.FUNCTION, full_name, tree)
+    _save(ctx, SecurableType.FUNCTION, full_name, comment, props, replace=replace)
     return pa.table({})
 
 
