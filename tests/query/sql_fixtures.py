@@ -104,7 +104,7 @@ class SqlEnv:
         return self.platform.audit.query(action_name=action, user_email=user, limit=1000)
 
 
-def build_env(home: Path, database_url: str) -> Iterator[SqlEnv]:
+def build_env(home: Path, database_url: str, *, native_scan_bytes: int) -> Iterator[SqlEnv]:
     platform = Platform(make_settings(home, database_url))
     initialize(platform)
     identity = platform.identity
@@ -121,7 +121,7 @@ def build_env(home: Path, database_url: str) -> Iterator[SqlEnv]:
     people = create_table(platform, "main.hr.people", PEOPLE, admin.id)
     env = SqlEnv(
         platform=platform,
-        engine=QueryEngine(platform, timeout_s=30),
+        engine=QueryEngine(platform, timeout_s=30, native_scan_bytes=native_scan_bytes),
         admin=platform.identity_cache.caller(admin.id),
         alice=platform.identity_cache.caller(alice.id),
         bob=platform.identity_cache.caller(bob.id),
@@ -138,10 +138,17 @@ def build_env(home: Path, database_url: str) -> Iterator[SqlEnv]:
 def env(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SqlEnv]:
-    """One platform per test module (tests that change grants clean up or use own objects)."""
+    """One platform per test module (tests that change grants clean up or use own objects).
+
+    Both ways of reading a Delta table run every test: with the SQLite metastore the engine
+    scans every table natively (a dedicated database allowed only its Parquet files), with
+    PostgreSQL it registers small tables as Arrow datasets in the shared database.
+    """
     home = tmp_path_factory.mktemp("sql")
     if request.param == "sqlite":
-        yield from build_env(home / "home", f"sqlite:///{home / 'metastore.db'}")
+        yield from build_env(
+            home / "home", f"sqlite:///{home / 'metastore.db'}", native_scan_bytes=0
+        )
         return
     from conftest import POSTGRES_URL
 
@@ -149,6 +156,6 @@ def env(
         pytest.skip("BASTION_TEST_POSTGRES_URL is not set")
     urls = _postgres_database()
     url = next(urls)
-    yield from build_env(home / "home", url)
+    yield from build_env(home / "home", url, native_scan_bytes=QueryEngine.NATIVE_SCAN_BYTES)
     for _ in urls:
         pass

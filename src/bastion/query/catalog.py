@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
+import pyarrow as pa
 import pyarrow.dataset as ds
 import sqlglot
 from deltalake import DeltaTable
@@ -21,6 +23,52 @@ from bastion.governance.store import SecurableInfo
 from bastion.platform import Platform
 
 
+@dataclass
+class DeltaSource:
+    """One snapshot of a Delta table, as the runner may read it.
+
+    ``files`` is set when DuckDB may read the snapshot's Parquet files itself (a local
+    table, reader protocol 1: no deletion vectors or column mapping, not partitioned); the
+    runner then scans them natively in a database allowed to open exactly those files.
+    Otherwise, and for small scans, it registers ``dataset()``, an Arrow dataset.
+    """
+
+    schema: pa.Schema
+    files: tuple[str, ...] | None
+    size_bytes: int
+    _dataset: ds.Dataset | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+    @classmethod
+    def of(cls, table: DeltaTable, location: str) -> DeltaSource:
+        """The table's current snapshot (read now: ``table`` may move on afterwards)."""
+        actions = table.get_add_actions(flatten=True)
+        size = sum(v or 0 for v in actions.column("size_bytes").to_pylist())
+        protocol = table.protocol()
+        native = (
+            "://" not in location
+            and protocol.min_reader_version == 1
+            and not protocol.reader_features
+            and not table.metadata().partition_columns
+        )
+        if not native:
+            dataset = table.to_pyarrow_dataset()
+            return cls(dataset.schema, None, size, dataset)
+        return cls(pa.schema(table.schema().to_arrow()), tuple(table.file_uris()), size)
+
+    def dataset(self) -> ds.Dataset:
+        with self._lock:
+            if self._dataset is None:
+                self._dataset = ds.dataset(
+                    list(self.files or ()), schema=self.schema, format="parquet"
+                )
+            return self._dataset
+
+
 class CatalogCache:
     """Securable properties, parsed view and function bodies, and open Delta tables."""
 
@@ -31,7 +79,7 @@ class CatalogCache:
         self._infos: dict[tuple[SecurableType, str], SecurableInfo] = {}
         self._parsed: dict[tuple[str, str], exp.Expr] = {}
         self._tables: dict[str, DeltaTable] = {}
-        self._datasets: dict[tuple[str, int], ds.Dataset] = {}
+        self._sources: dict[tuple[str, int], DeltaSource] = {}
 
     def _fresh(self) -> None:
         generation = self._platform.metastore.generation
@@ -72,8 +120,8 @@ class CatalogCache:
                 self._parsed[key] = tree
         return tree.copy()
 
-    def dataset(self, location: str) -> ds.Dataset:
-        """The current snapshot of the Delta table at ``location`` as an Arrow dataset."""
+    def source(self, location: str) -> DeltaSource:
+        """The current snapshot of the Delta table at ``location``."""
         with self._lock:
             table = self._tables.get(location)
             try:
@@ -85,13 +133,13 @@ class CatalogCache:
             except Exception as error:  # a missing or unreadable table directory
                 raise NotFound(f"The data of this table cannot be read: {error}") from None
             key = (location, table.version())
-            dataset = self._datasets.get(key)
-            if dataset is None:
-                dataset = table.to_pyarrow_dataset()
-                for old in [k for k in self._datasets if k[0] == location]:
-                    del self._datasets[old]
-                self._datasets[key] = dataset
-            return dataset
+            source = self._sources.get(key)
+            if source is None:
+                source = DeltaSource.of(table, location)
+                for old in [k for k in self._sources if k[0] == location]:
+                    del self._sources[old]
+                self._sources[key] = source
+            return source
 
     def forget(self, location: str) -> None:
         with self._lock:

@@ -37,7 +37,13 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 class QueryEngine:
-    """Runs governed statements for callers; safe to share between threads."""
+    """Runs governed statements for callers; safe to share between threads.
+
+    Statements scanning at least ``native_scan_bytes`` of Parquet read it with DuckDB's own
+    reader in a database allowed only those files (see ``runner``).
+    """
+
+    NATIVE_SCAN_BYTES = runner.NATIVE_SCAN_BYTES
 
     def __init__(
         self,
@@ -47,6 +53,7 @@ class QueryEngine:
         threads: int = 2,
         max_rows: int = 100_000,
         timeout_s: float = 60.0,
+        native_scan_bytes: int = NATIVE_SCAN_BYTES,
     ) -> None:
         self.platform = platform
         self.memory_limit = memory_limit
@@ -54,7 +61,7 @@ class QueryEngine:
         self.max_rows = max_rows
         self.timeout_s = timeout_s
         self.catalog = CatalogCache(platform)
-        self.sandbox = runner.Sandbox(memory_limit, threads)
+        self.sandbox = runner.Sandbox(memory_limit, threads, native_scan_bytes=native_scan_bytes)
 
     def close(self) -> None:
         """Release the DuckDB database (the engine opens it again if used afterwards)."""

@@ -229,7 +229,7 @@ class Planner:
         location = props.get("storage_location")
         if not location:
             raise InvalidRequest(f"Table '{full_name}' has no data to query.")
-        internal = self._register(self.catalog.dataset(location), full_name)
+        internal = self._register(self.catalog.source(location), full_name)
         row_filter = props.get("row_filter")
         masks = props.get("column_masks") or {}
         if not row_filter and not masks:
