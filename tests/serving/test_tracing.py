@@ -29,7 +29,7 @@ from bastion.observability.tracing import (
 )
 from bastion.platform import Platform
 from bastion.serving.control.routing import Upstream
-from bastion.serving.gateway.app import Exchange
+from bastion.serving.gateway.app import Attempt, Exchange
 from bastion.serving.protocols import ChatRequest, ClientApi
 from bastion.tables.system import location
 from conftest import RunningServer, ServerThread, make_settings
@@ -60,9 +60,24 @@ def _record(platform: Platform, exchange: Exchange, **options: Any) -> None:
     tracer.close()
 
 
+def _upstream(name: str = "v1", model: str = "gpt-stub") -> Upstream:
+    return Upstream(
+        entity_name="main.default.helpdesk_model",
+        served_entity_name=name,
+        served_entity_id="e1",
+        model_name="main.default.helpdesk_model",
+        model_version="1",
+        kind="openai",
+        base_url="http://127.0.0.1:9/v1",
+        upstream_model=model,
+    )
+
+
 def _exchange(status: int = 200, **headers: str) -> Exchange:
+    """A request 50 ms long: phases end at +2, +3, +4 ms; the upstream call takes +5..+45 ms."""
     now, wall = time.perf_counter(), time.time()
-    exchange = Exchange("req-1", ClientApi.CHAT_COMPLETIONS, now - 0.050, wall - 0.050)
+    start = now - 0.050
+    exchange = Exchange("req-1", ClientApi.CHAT_COMPLETIONS, start, wall - 0.050)
     exchange.headers = {"user-agent": "pytest", **headers}
     exchange.endpoint = "helpdesk"
     exchange.request = ChatRequest(
@@ -73,16 +88,13 @@ def _exchange(status: int = 200, **headers: str) -> Exchange:
         max_tokens=64,
         temperature=0.2,
     )
-    exchange.entity = Upstream(
-        entity_name="main.default.helpdesk_model",
-        served_entity_name="v1",
-        served_entity_id="e1",
-        model_name="main.default.helpdesk_model",
-        model_version="1",
-        kind="openai",
-        base_url="http://127.0.0.1:9/v1",
-        upstream_model="gpt-stub",
+    exchange.entity = _upstream()
+    exchange.authenticated, exchange.routed, exchange.authorized = (
+        start + 0.002,
+        start + 0.003,
+        start + 0.004,
     )
+    exchange.attempts = [Attempt(exchange.entity, new_span_id(), start + 0.005, start + 0.045)]
     exchange.status = status
     exchange.upstream_s = 0.040
     exchange.finished = now
@@ -97,17 +109,32 @@ def test_span_tree_with_gen_ai_attributes(services: Platform) -> None:
     exchange = _exchange()
     _record(services, exchange)
     assert exchange.trace_id is not None and len(exchange.trace_id) == 32
-    spans = {s["kind"]: s for s in _spans(services)}
-    assert set(spans) == {"SERVER", "INTERNAL", "CLIENT"}
-    root, route, client = spans["SERVER"], spans["INTERNAL"], spans["CLIENT"]
+    spans = {s["name"]: s for s in _spans(services)}
+    assert sorted(spans) == [
+        "authenticate",
+        "authorize",
+        "chat gpt-stub",
+        "gateway chat/completions",
+        "route",
+    ]
+    root, client = spans["gateway chat/completions"], spans["chat gpt-stub"]
+    phases = [spans[n] for n in ("authenticate", "route", "authorize")]
     assert {s["trace_id"] for s in spans.values()} == {exchange.trace_id}
-    assert root["parent_span_id"] is None
-    assert route["parent_span_id"] == client["parent_span_id"] == root["span_id"]
-    assert root["name"] == "gateway chat/completions" and client["name"] == "chat gpt-stub"
+    assert root["parent_span_id"] is None and root["kind"] == "SERVER"
+    assert {s["parent_span_id"] for s in [*phases, client]} == {root["span_id"]}
+    assert [s["kind"] for s in phases] == ["INTERNAL"] * 3
+    # The phases follow each other from the request's start; the CLIENT span is the one
+    # whose id went upstream in ``traceparent``.
+    assert phases[0]["start_time"] == root["start_time"]
+    assert phases[0]["end_time"] == phases[1]["start_time"]
+    assert phases[1]["end_time"] == phases[2]["start_time"]
+    assert phases[2]["end_time"] <= client["start_time"]
+    assert [round(s["duration_ms"]) for s in phases] == [2, 1, 1]
+    assert client["span_id"] == exchange.attempts[0].span_id and client["kind"] == "CLIENT"
     assert root["status_code"] == client["status_code"] == "UNSET"
     assert 45 < root["duration_ms"] < 60
     assert 35 < client["duration_ms"] < 45
-    assert client["end_time"] <= root["end_time"] and root["start_time"] <= route["start_time"]
+    assert client["end_time"] <= root["end_time"]
     assert root["attributes"]["http.response.status_code"] == "200"
     assert (
         client["attributes"].items()
@@ -123,10 +150,35 @@ def test_span_tree_with_gen_ai_attributes(services: Platform) -> None:
             "bastion.request_id": "req-1",
             "bastion.endpoint": "helpdesk",
             "bastion.served_entity": "v1",
+            "bastion.attempt": "1",
         }.items()
     )
     assert all(s["request_id"] == "req-1" for s in spans.values())
     assert root["service_name"] == "bastion-gateway"
+
+
+def test_each_failover_attempt_is_its_own_client_span(services: Platform) -> None:
+    exchange = _exchange()
+    start = exchange.started
+    first = Attempt(_upstream("primary", "gpt-a"), new_span_id(), start + 0.005, start + 0.015)
+    first.error = "The model server answered 503: busy"
+    second = Attempt(_upstream("backup", "gpt-b"), new_span_id(), start + 0.015, start + 0.045)
+    exchange.attempts, exchange.entity, exchange.upstream_failures = (
+        [first, second],
+        second.entity,
+        1,
+    )
+    _record(services, exchange)
+    clients = sorted(
+        (s for s in _spans(services) if s["kind"] == "CLIENT"), key=lambda s: s["start_time"]
+    )
+    assert [c["span_id"] for c in clients] == [first.span_id, second.span_id]
+    assert [c["status_code"] for c in clients] == ["ERROR", "UNSET"]
+    assert clients[0]["status_message"] == first.error
+    assert [c["attributes"]["bastion.served_entity"] for c in clients] == ["primary", "backup"]
+    assert "gen_ai.usage.output_tokens" not in clients[0]["attributes"]
+    assert clients[1]["attributes"]["gen_ai.usage.output_tokens"] == "11"
+    assert [round(c["duration_ms"]) for c in clients] == [10, 30]
 
 
 @pytest.mark.parametrize("deferred", [True, False])
@@ -137,7 +189,7 @@ def test_incoming_traceparent_is_the_parent(services: Platform, deferred: bool) 
     tracer.record(exchange)
     if not deferred:  # the spans are in the writer's log already
         services.writer.flush()
-        assert len(_spans(services)) == 3
+        assert len(_spans(services)) == 5
     tracer.close()
     assert exchange.trace_id == trace_id
     root = next(s for s in _spans(services) if s["kind"] == "SERVER")
@@ -167,19 +219,23 @@ def test_ids_are_w3c_shaped() -> None:
 def test_failed_request_marks_spans_as_errors(services: Platform) -> None:
     exchange = _exchange(status=502)
     _record(services, exchange)
-    spans = {s["kind"]: s for s in _spans(services)}
-    assert spans["SERVER"]["status_code"] == spans["CLIENT"]["status_code"] == "ERROR"
-    assert spans["SERVER"]["status_message"] == "upstream said no"
-    assert spans["SERVER"]["attributes"]["http.response.status_code"] == "502"
-    assert spans["INTERNAL"]["status_code"] == "UNSET"
+    spans = {s["name"]: s for s in _spans(services)}
+    root, client = spans["gateway chat/completions"], spans["chat gpt-stub"]
+    assert root["status_code"] == client["status_code"] == "ERROR"
+    assert root["status_message"] == "upstream said no"
+    assert root["attributes"]["http.response.status_code"] == "502"
+    assert {spans[n]["status_code"] for n in ("authenticate", "route", "authorize")} == {"UNSET"}
 
 
-def test_request_without_upstream_has_no_client_span(services: Platform) -> None:
+def test_request_refused_at_a_phase_ends_there_without_client_span(services: Platform) -> None:
     exchange = _exchange(status=403)
-    exchange.entity = None
+    exchange.entity, exchange.attempts, exchange.authorized = None, [], 0.0
     _record(services, exchange)
-    kinds = sorted(s["kind"] for s in _spans(services))
-    assert kinds == ["INTERNAL", "SERVER"]
+    spans = {s["name"]: s for s in _spans(services)}
+    assert sorted(spans) == ["authenticate", "authorize", "gateway chat/completions", "route"]
+    assert spans["authorize"]["status_code"] == "ERROR"
+    assert spans["authorize"]["end_time"] == spans["gateway chat/completions"]["end_time"]
+    assert spans["route"]["status_code"] == "UNSET"
 
 
 def _agent_caller() -> Caller:
@@ -233,7 +289,7 @@ def test_ingest_agent_spans_joins_the_request_trace(services: Platform) -> None:
     }
     assert ingest_spans(services, None, [flat], resource={"service.name": "agent-2"}) == 1
     spans = {s["name"]: s for s in _spans(services) if s["trace_id"] == exchange.trace_id}
-    assert len(spans) == 5
+    assert len(spans) == 7
     retriever, tool = spans["retriever"], spans["tool call"]
     assert retriever["parent_span_id"] == root["span_id"] and retriever["kind"] == "INTERNAL"
     assert retriever["status_code"] == "ERROR" and retriever["status_message"] == "partial"
@@ -332,7 +388,7 @@ def test_spans_are_exported_over_otlp_http(services: Platform) -> None:
     assert attributes["gen_ai.usage.output_tokens"] == {"intValue": "11"}
     assert attributes["gen_ai.request.temperature"] == {"doubleValue": 0.2}
     assert int(client["endTimeUnixNano"]) > int(client["startTimeUnixNano"])
-    assert tracer.exporter.exported == 3 and tracer.exporter.dropped == 0
+    assert tracer.exporter.exported == 5 and tracer.exporter.dropped == 0
 
 
 # -- end to end: through the gateway, joined to the payload row ----------------------------
@@ -365,8 +421,10 @@ def test_gateway_request_trace_joins_its_payload_row(services: Platform, stub: S
     rows = DeltaTable(str(payload)).to_pyarrow_table(columns=["request_id", "trace_id"])
     assert rows.to_pylist() == [{"request_id": request_id, "trace_id": trace_id}]
     spans = [s for s in _spans(services) if s["trace_id"] == trace_id]
-    assert len(spans) == 3 and {s["request_id"] for s in spans} == {request_id}
+    assert len(spans) == 5 and {s["request_id"] for s in spans} == {request_id}
     client = next(s for s in spans if s["kind"] == "CLIENT")
+    # The upstream was called inside the trace, as a child of the CLIENT span.
+    assert stub.seen_traceparent == [f"00-{trace_id}-{client['span_id']}-01"]
     assert client["attributes"]["gen_ai.request.max_tokens"] == "20"
     assert int(client["attributes"]["gen_ai.usage.output_tokens"]) > 0
     assert httpx.URL(client["attributes"]["server.address"]).host == "127.0.0.1"

@@ -24,6 +24,7 @@ class StubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.reply = reply
         self.seen_authorization: list[str | None] = []
+        self.seen_traceparent: list[str | None] = []
 
     @property
     def base_url(self) -> str:
@@ -54,6 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.seen_authorization.append(self.headers.get("authorization"))
+        self.server.seen_traceparent.append(self.headers.get("traceparent"))
         if self.path != "/v1/chat/completions":
             self._json(404, {"error": {"message": "not found"}})
             return

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import random
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -34,6 +33,7 @@ import httpx
 
 from bastion.bootstrap import ADMIN_USER, register_system_table
 from bastion.errors import AlreadyExists, BastionError, InvalidRequest
+from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
 from bastion.platform import Platform
 from bastion.tables.system import define_table
 
@@ -72,35 +72,10 @@ KINDS = ("INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUMER")
 _OTLP_KIND = {"UNSPECIFIED": 0, "INTERNAL": 1, "SERVER": 2, "CLIENT": 3, "PRODUCER": 4}
 _OTLP_KIND["CONSUMER"] = 5
 _OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
-_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _GEN_AI_SYSTEM = {"openai": "openai", "anthropic": "anthropic", "worker": "llama.cpp"}
-_random = random.Random()  # ids need uniqueness, not secrecy (as in the OTel SDK)
-
-
-def new_trace_id() -> str:
-    return f"{_random.getrandbits(128) or 1:032x}"
-
-
-def new_span_id() -> str:
-    return f"{_random.getrandbits(64) or 1:016x}"
-
-
-def parse_traceparent(header: str | None) -> tuple[str, str] | None:
-    """``(trace_id, parent_span_id)`` from a W3C ``traceparent``, or None when invalid."""
-    if not header:
-        return None
-    match = _TRACEPARENT.match(header.strip())
-    if match is None:
-        return None
-    version, trace_id, span_id, _flags, rest = match.groups()
-    if version == "ff" or (version == "00" and rest):
-        return None
-    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
-        return None
-    return trace_id, span_id
 
 
 def ensure_tracing_table(platform: Platform) -> None:
@@ -203,7 +178,7 @@ class Tracer:
             else None
         )
         self.dropped = 0
-        self._pending: queue.Queue[tuple[Exchange, str, str | None] | None] | None = None
+        self._pending: queue.Queue[Exchange | None] | None = None
         self._thread: threading.Thread | None = None
         if deferred:
             self._pending = queue.Queue(max_pending)
@@ -211,15 +186,21 @@ class Tracer:
             self._thread.start()
 
     def record(self, exchange: Exchange) -> None:
-        """Trace a finished exchange (sets its ``trace_id``); never raises into the request."""
-        incoming = parse_traceparent(exchange.headers.get("traceparent"))
-        trace_id, parent = incoming if incoming else (new_trace_id(), None)
-        exchange.trace_id = trace_id
+        """Trace a finished exchange; never raises into the request.
+
+        The gateway sets ``exchange.trace_id`` when the request arrives (it sends it on
+        upstream); an exchange without one gets it here, from its ``traceparent`` or anew.
+        """
+        if exchange.trace_id is None:
+            incoming = parse_traceparent(exchange.headers.get("traceparent"))
+            exchange.trace_id, exchange.parent_span_id = (
+                incoming if incoming else (new_trace_id(), None)
+            )
         if self._pending is None:
-            self._write([(exchange, trace_id, parent)])
+            self._write([exchange])
             return
         try:
-            self._pending.put_nowait((exchange, trace_id, parent))
+            self._pending.put_nowait(exchange)
         except queue.Full:  # the tracer fell behind: shed spans, not requests
             self.dropped += 1
 
@@ -250,11 +231,11 @@ class Tracer:
             if closing:
                 return
 
-    def _write(self, batch: list[tuple[Exchange, str, str | None]]) -> None:
+    def _write(self, batch: list[Exchange]) -> None:
         spans: list[dict[str, Any]] = []
-        for exchange, trace_id, parent in batch:
+        for exchange in batch:
             try:
-                spans += self.spans(exchange, trace_id, parent)
+                spans += self.spans(exchange)
             except Exception:  # a tracing bug must not fail a request
                 logger.exception("could not build the trace of request %s", exchange.request_id)
         if not spans:
@@ -271,30 +252,22 @@ class Tracer:
         if self._pending is not None:
             self._pending.join()
 
-    def spans(
-        self, exchange: Exchange, trace_id: str | None = None, parent: str | None = None
-    ) -> list[dict[str, Any]]:
-        """The span tree of ``exchange``: SERVER root, then its INTERNAL and CLIENT children.
+    def spans(self, exchange: Exchange) -> list[dict[str, Any]]:
+        """The span tree of ``exchange``: SERVER root, its phases, one CLIENT per attempt.
 
-        ``trace_id`` defaults to ``exchange.trace_id`` (or a new one); ``parent`` is the
-        remote parent span of the root, from the caller's ``traceparent``.
+        The root is a child of the caller's span when the request came with a valid
+        ``traceparent`` (``exchange.parent_span_id``).
         """
-        trace_id = trace_id or exchange.trace_id or new_trace_id()
-        remote_parent = parent
+        trace_id = exchange.trace_id or new_trace_id()
         # perf_counter instants -> wall-clock seconds, anchored at the request's start.
         offset = exchange.started_wall - exchange.started
         started = exchange.started_wall
         finished = (exchange.finished or exchange.started) + offset
-        upstream_started = getattr(exchange, "upstream_started", 0.0)
-        if upstream_started:
-            upstream_start = upstream_started + offset
-        else:  # approximate: the upstream wait ends when the request does
-            upstream_start = max(finished - exchange.upstream_s, started)
-        entity, chat = exchange.entity, exchange.request
         failed = exchange.status >= 400 or exchange.error is not None
         error = (exchange.error or f"HTTP {exchange.status}") if failed else None
         common = {"request_id": exchange.request_id, "endpoint_name": exchange.endpoint}
         root_id = new_span_id()
+        entity = exchange.entity
         root_attributes: dict[str, Any] = {
             "http.request.method": "POST",
             "http.route": f"/serving-endpoints/{exchange.api.value}",
@@ -312,7 +285,7 @@ class Tracer:
             _span(
                 trace_id,
                 root_id,
-                remote_parent,
+                exchange.parent_span_id,
                 f"gateway {exchange.api.value}",
                 "SERVER",
                 started,
@@ -322,59 +295,72 @@ class Tracer:
                 common,
             )
         ]
-        route_end = upstream_start if entity is not None else finished
-        spans.append(
-            _span(
-                trace_id,
-                new_span_id(),
-                root_id,
-                "route",
-                "INTERNAL",
-                started,
-                route_end,
-                {
-                    "bastion.endpoint": exchange.endpoint,
-                    "bastion.request_id": exchange.request_id,
-                    "bastion.stage": "authenticate,parse,authorize,route",
-                },
-                None if entity is not None else error,
-                common,
-            )
-        )
-        if entity is not None:
-            model = entity.upstream_model
-            response_model = (exchange.response or {}).get("model")
-            attributes: dict[str, Any] = {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": _gen_ai_system(entity),
-                "gen_ai.request.model": model,
-                "gen_ai.response.model": response_model or model,
-                "gen_ai.request.max_tokens": chat.max_tokens if chat else None,
-                "gen_ai.request.temperature": chat.temperature if chat else None,
-                "gen_ai.request.top_p": chat.top_p if chat else None,
-                "gen_ai.usage.input_tokens": exchange.input_tokens,
-                "gen_ai.usage.output_tokens": exchange.output_tokens,
-                "bastion.request_id": exchange.request_id,
-                "bastion.endpoint": exchange.endpoint,
-                "bastion.served_entity": entity.served_entity_name,
-                "bastion.model_name": entity.model_name,
-                "bastion.model_version": entity.model_version,
-                "bastion.stream": bool(chat.stream) if chat else None,
-                "server.address": entity.base_url,
-            }
+        phase_attributes = {
+            "bastion.endpoint": exchange.endpoint,
+            "bastion.request_id": exchange.request_id,
+        }
+        begin = started
+        for name, mark in (
+            ("authenticate", exchange.authenticated),
+            ("route", exchange.routed),
+            ("authorize", exchange.authorized),
+        ):
+            # A phase without its end mark is where the request failed: it ends with it.
+            end = mark + offset if mark else finished
             spans.append(
                 _span(
                     trace_id,
                     new_span_id(),
                     root_id,
+                    name,
+                    "INTERNAL",
+                    begin,
+                    end,
+                    phase_attributes,
+                    None if mark else error,
+                    common,
+                )
+            )
+            if not mark:
+                break
+            begin = end
+        chat = exchange.request
+        for number, attempt in enumerate(exchange.attempts, 1):
+            target = attempt.entity
+            last = number == len(exchange.attempts)
+            model = target.upstream_model
+            response_model = (exchange.response or {}).get("model") if last else None
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": _gen_ai_system(target),
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": response_model or model,
+                "gen_ai.request.max_tokens": chat.max_tokens if chat else None,
+                "gen_ai.request.temperature": chat.temperature if chat else None,
+                "gen_ai.request.top_p": chat.top_p if chat else None,
+                "gen_ai.usage.input_tokens": exchange.input_tokens if last else None,
+                "gen_ai.usage.output_tokens": exchange.output_tokens if last else None,
+                "bastion.request_id": exchange.request_id,
+                "bastion.endpoint": exchange.endpoint,
+                "bastion.served_entity": target.served_entity_name,
+                "bastion.model_name": target.model_name,
+                "bastion.model_version": target.model_version,
+                "bastion.stream": bool(chat.stream) if chat else None,
+                "bastion.attempt": number,
+                "server.address": target.base_url,
+            }
+            attempt_error = attempt.error or (error if last else None)
+            spans.append(
+                _span(
+                    trace_id,
+                    attempt.span_id,
+                    root_id,
                     f"chat {model}",
                     "CLIENT",
-                    upstream_start,
-                    max(upstream_start + exchange.upstream_s, finished)
-                    if chat is not None and chat.stream
-                    else upstream_start + exchange.upstream_s,
+                    attempt.started + offset,
+                    (attempt.ended or exchange.finished or attempt.started) + offset,
                     attributes,
-                    error,
+                    attempt_error,
                     common,
                 )
             )

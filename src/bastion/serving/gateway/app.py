@@ -27,6 +27,7 @@ from bastion.errors import (
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
 from bastion.identity.model import Caller
+from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
 from bastion.platform import Platform, RequestInfo, current_request
 from bastion.server.auth import presented_token
 from bastion.serving.control.routing import RoutePlan, Upstream
@@ -58,8 +59,24 @@ class Router(Protocol):
 
 
 @dataclass
+class Attempt:
+    """One call to an upstream: its CLIENT span id (sent on as ``traceparent``) and timing."""
+
+    entity: Upstream
+    span_id: str
+    started: float
+    ended: float = 0.0
+    error: str | None = None
+
+
+@dataclass
 class Exchange:
-    """Everything known about one query, handed to the logger when it is over."""
+    """Everything known about one query, handed to the logger when it is over.
+
+    ``authenticated``, ``routed`` and ``authorized`` are ``perf_counter`` instants at the end
+    of each phase, ``attempts`` the upstream calls in order; the tracer builds the spans from
+    them after the response, so tracing costs the request path a few clock reads.
+    """
 
     request_id: str
     api: ClientApi
@@ -75,14 +92,28 @@ class Exchange:
     response: dict[str, Any] | None = None
     error: str | None = None
     upstream_s: float = 0.0
-    upstream_started: float = 0.0
     finished: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
     trace_id: str | None = None
+    parent_span_id: str | None = None
+    authenticated: float = 0.0
+    routed: float = 0.0
+    authorized: float = 0.0
+    attempts: list[Attempt] = field(default_factory=list)
     upstream_failures: int = 0
     logged: bool = False
+
+    def attempt(self, entity: Upstream) -> Attempt:
+        """Start an upstream call: a new CLIENT span in this exchange's trace."""
+        self.entity = entity
+        attempt = Attempt(entity, new_span_id(), time.perf_counter())
+        self.attempts.append(attempt)
+        return attempt
+
+    def traceparent(self, attempt: Attempt) -> str:
+        return f"00-{self.trace_id}-{attempt.span_id}-01"
 
     @property
     def total_ms(self) -> float:
@@ -179,6 +210,13 @@ class Gateway:
             )
         return ready
 
+    @staticmethod
+    def _ended(exchange: Exchange, attempt: Attempt, error: BastionError | None = None) -> None:
+        attempt.ended = time.perf_counter()
+        exchange.upstream_s += attempt.ended - attempt.started
+        if error is not None:
+            attempt.error = error.message
+
     def _failed(self, exchange: Exchange, entity: Upstream) -> None:
         exchange.upstream_failures += 1
         if self.on_upstream_failure is not None:
@@ -205,6 +243,11 @@ class Gateway:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         exchange = Exchange(uuid.uuid4().hex, api, time.perf_counter(), time.time())
         exchange.headers = headers
+        incoming = parse_traceparent(headers.get("traceparent"))
+        if incoming is None:
+            exchange.trace_id = new_trace_id()
+        else:
+            exchange.trace_id, exchange.parent_span_id = incoming
         client = scope.get("client")
         token = current_request.set(
             RequestInfo(
@@ -234,13 +277,16 @@ class Gateway:
         try:
             exchange.raw_body = await self._read_body(receive)
             exchange.caller = self._authenticate(exchange.headers)
+            exchange.authenticated = time.perf_counter()
             chat = parse_request(api, exchange.raw_body, endpoint=endpoint)
             exchange.request = chat
             exchange.endpoint = name = endpoint or chat.model
             plan = self.router.plan(name)
+            exchange.routed = time.perf_counter()
             self.platform.authorizer.require(
                 exchange.caller, Privilege.CAN_QUERY, SecurableType.SERVING_ENDPOINT, name
             )
+            exchange.authorized = time.perf_counter()
             exchange.plan = plan
         except BastionError as error:
             if isinstance(error, NotFound) and exchange.endpoint:
@@ -270,13 +316,13 @@ class Gateway:
             (b"x-bastion-overhead-ms", f"{max(overhead, 0.0):.3f}".encode()),
         ]
 
-    async def _call(self, entity: Upstream, chat: ChatRequest) -> dict[str, Any]:
+    async def _call(self, entity: Upstream, chat: ChatRequest, traceparent: str) -> dict[str, Any]:
         if entity.kind == "anthropic":
             body = to_anthropic_request(chat, model=entity.upstream_model)
             body["stream"] = False
-            return from_anthropic_message(await self.upstreams.complete(entity, body))
+            return from_anthropic_message(await self.upstreams.complete(entity, body, traceparent))
         return await self.upstreams.complete(
-            entity, chat.to_openai(model=entity.upstream_model, stream_usage=False)
+            entity, chat.to_openai(model=entity.upstream_model, stream_usage=False), traceparent
         )
 
     async def _complete(
@@ -284,21 +330,19 @@ class Gateway:
     ) -> None:
         last: BastionError | None = None
         for entity in self._order(plan):
-            exchange.entity = entity
-            started = time.perf_counter()
-            exchange.upstream_started = exchange.upstream_started or started
+            attempt = exchange.attempt(entity)
             try:
-                reply = await self._call(entity, chat)
+                reply = await self._call(entity, chat, exchange.traceparent(attempt))
             except RetryableUpstreamError as error:
-                exchange.upstream_s += time.perf_counter() - started
+                self._ended(exchange, attempt, error)
                 self._failed(exchange, entity)
                 last = error
                 continue
             except BastionError as error:
-                exchange.upstream_s += time.perf_counter() - started
+                self._ended(exchange, attempt, error)
                 await self._fail(exchange, send, error)
                 return
-            exchange.upstream_s += time.perf_counter() - started
+            self._ended(exchange, attempt)
             usage = reply.get("usage") or {}
             exchange.input_tokens = int(usage.get("prompt_tokens") or 0)
             exchange.output_tokens = int(usage.get("completion_tokens") or 0)
@@ -318,26 +362,27 @@ class Gateway:
     ) -> None:
         last: BastionError | None = None
         for entity in self._order(plan):
-            exchange.entity = entity
-            started = time.perf_counter()
-            exchange.upstream_started = exchange.upstream_started or started
+            attempt = exchange.attempt(entity)
             try:
                 if entity.kind == "anthropic":
                     body = to_anthropic_request(chat, model=entity.upstream_model)
                     body["stream"] = True
                 else:
                     body = chat.to_openai(model=entity.upstream_model, stream_usage=True)
-                chunks = await self.upstreams.stream(entity, body)
+                chunks = await self.upstreams.stream(entity, body, exchange.traceparent(attempt))
             except RetryableUpstreamError as error:
-                exchange.upstream_s += time.perf_counter() - started
+                self._ended(exchange, attempt, error)
                 self._failed(exchange, entity)
                 last = error
                 continue
             except BastionError as error:
+                self._ended(exchange, attempt, error)
                 await self._fail(exchange, send, error)
                 return
-            exchange.upstream_s += time.perf_counter() - started
+            exchange.upstream_s += time.perf_counter() - attempt.started
             await self._relay(exchange, chat, entity, chunks, send)
+            attempt.ended = exchange.finished
+            attempt.error = exchange.error
             return
         assert last is not None
         await self._fail(exchange, send, last)

@@ -29,8 +29,10 @@ def _url(target: Upstream) -> str:
     return f"{base}/v1/chat/completions"
 
 
-def _headers(target: Upstream) -> dict[str, str]:
+def _headers(target: Upstream, traceparent: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json"}
+    if traceparent:
+        headers["traceparent"] = traceparent
     if target.api_key:
         if target.kind == "anthropic":
             headers["x-api-key"] = target.api_key
@@ -66,11 +68,16 @@ class UpstreamClient:
             )
         return self._session
 
-    async def complete(self, target: Upstream, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(
+        self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
+    ) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=5)
         try:
             async with self._client().post(
-                _url(target), data=orjson.dumps(body), headers=_headers(target), timeout=timeout
+                _url(target),
+                data=orjson.dumps(body),
+                headers=_headers(target, traceparent),
+                timeout=timeout,
             ) as response:
                 data = await response.read()
                 status = response.status
@@ -88,12 +95,17 @@ class UpstreamClient:
             ) from None
         return reply
 
-    async def stream(self, target: Upstream, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def stream(
+        self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
+    ) -> AsyncIterator[bytes]:
         """Yield raw SSE bytes; raises before the first byte if the upstream fails to start."""
         timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=target.timeout_s)
         try:
             response = await self._client().post(
-                _url(target), data=orjson.dumps(body), headers=_headers(target), timeout=timeout
+                _url(target),
+                data=orjson.dumps(body),
+                headers=_headers(target, traceparent),
+                timeout=timeout,
             )
         except TimeoutError:
             raise RetryableUpstreamError("The model server timed out.") from None
