@@ -110,8 +110,8 @@ class RunningServer:
 class ServerThread:
     """A real uvicorn server on 127.0.0.1, in a thread of the test process."""
 
-    def __init__(self, platform: Platform) -> None:
-        self.port = free_port()
+    def __init__(self, platform: Platform, port: int | None = None) -> None:
+        self.port = port or free_port()
         config = uvicorn.Config(
             create_app(platform.settings, platform),
             host="127.0.0.1",

@@ -458,3 +458,54 @@ def test_agents_post_spans_over_http_users_may_not(server) -> None:  # type: ign
     _, user = create_user(server, "nosy@example.com")
     with server.client(user) as nosy:
         assert nosy.post("/api/2.0/bastion/traces", json=[span]).status_code == 403
+
+
+def test_otlp_protobuf_export_is_accepted(server) -> None:  # type: ignore[no-untyped-def]
+    """What OpenTelemetry SDKs (and MLflow) send by default: OTLP/HTTP protobuf."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+    trace_id = new_trace_id()
+    span = Span(
+        trace_id=bytes.fromhex(trace_id),
+        span_id=bytes.fromhex("ab" * 8),
+        parent_span_id=bytes.fromhex("cd" * 8),
+        name="tool: search",
+        kind=Span.SPAN_KIND_CLIENT,
+        start_time_unix_nano=1_700_000_000_000_000_000,
+        end_time_unix_nano=1_700_000_000_250_000_000,
+        attributes=[
+            KeyValue(key="hits", value=AnyValue(int_value=4)),
+            KeyValue(key="ok", value=AnyValue(bool_value=True)),
+        ],
+    )
+    span.status.code = 2
+    span.status.message = "partial"
+    resource = ResourceSpans(scope_spans=[ScopeSpans(spans=[span])])
+    resource.resource.attributes.append(
+        KeyValue(key="service.name", value=AnyValue(string_value="kyoto-agent"))
+    )
+    body = ExportTraceServiceRequest(resource_spans=[resource]).SerializeToString()
+    with server.admin() as admin:
+        for path in ("/api/2.0/bastion/traces", "/api/2.0/bastion/v1/traces"):
+            reply = admin.post(
+                path, content=body, headers={"content-type": "application/x-protobuf"}
+            )
+            assert reply.status_code == 200, reply.text
+            assert reply.headers["content-type"] == "application/x-protobuf"
+        bad = admin.post(
+            "/api/2.0/bastion/traces",
+            content=b"\xff\x00garbage",
+            headers={"content-type": "application/x-protobuf"},
+        )
+        assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    rows = [s for s in _spans(server.platform) if s["trace_id"] == trace_id]
+    assert len(rows) == 1  # the same span twice: the table's key collapses it
+    row = rows[0]
+    assert (row["span_id"], row["parent_span_id"], row["kind"]) == ("ab" * 8, "cd" * 8, "CLIENT")
+    assert row["status_code"] == "ERROR" and row["status_message"] == "partial"
+    assert row["attributes"]["hits"] == "4" and row["attributes"]["ok"] == "true"
+    assert row["service_name"] == "kyoto-agent" and row["duration_ms"] == pytest.approx(250)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mlflow_models import save_agent
 
 from bastion.serving.workers import WorkerState, WorkerSupervisor, pyfunc_spec
 
@@ -35,10 +36,7 @@ AGENT = textwrap.dedent(
 
 
 def test_pyfunc_worker_answers_chat_completions(tmp_path: Path) -> None:
-    code = tmp_path / "agent.py"
-    code.write_text(AGENT)
-    model_dir = tmp_path / "model"
-    mlflow.pyfunc.save_model(str(model_dir), python_model=str(code))
+    model_dir = save_agent(AGENT, tmp_path / "model")
     supervisor = WorkerSupervisor(tmp_path / "logs", check_interval_s=0.2)
     supervisor.start()
     try:

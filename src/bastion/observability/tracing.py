@@ -1,26 +1,29 @@
 """Request traces: an OpenTelemetry-shaped span tree per gateway request.
 
-The gateway measures every request anyway (``Exchange.started``, ``upstream_s``,
-``finished``), so the tracer builds the span tree *after the fact* from those timings instead
-of propagating a span context through the hot path. ``Tracer.record`` costs a few dicts and
-one ``append_many`` to the durable writer's log (one ``os.write``); the Delta commit to
-``system.tracing.spans`` and the optional OTLP export both happen off the request path.
+The gateway reads the clock at the end of each phase and around each upstream attempt, and
+picks the trace id when the request arrives (it sends ``traceparent`` upstream); the tracer
+builds the span tree *after the fact* from those marks, on a background thread, instead of
+propagating span objects through the hot path. The Delta commit to ``system.tracing.spans``
+and the optional OTLP export both happen off the request path.
 
 The tree of one request::
 
     gateway <api>                     SERVER    whole request, HTTP status
-    ├── route                         INTERNAL  authenticate, parse, authorize, route plan
-    └── chat <upstream_model>         CLIENT    the upstream call, ``gen_ai.*`` attributes
+    ├── authenticate                  INTERNAL  read the body, check the credential
+    ├── route                         INTERNAL  parse, resolve the route plan
+    ├── authorize                     INTERNAL  CAN_QUERY on the endpoint
+    └── chat <upstream_model>         CLIENT    one per upstream attempt, ``gen_ai.*``
 
 A valid incoming W3C ``traceparent`` header makes the SERVER span a child of the caller's
-span, in the caller's trace. The trace id is stored on the exchange (so it reaches the
-payload row's ``trace_id``); spans emitted elsewhere (an MLflow pyfunc agent, say) are added
-with :func:`ingest_spans` and joined to the request by that trace id.
+span, in the caller's trace. The trace id reaches the payload row's ``trace_id``; spans
+emitted elsewhere (an MLflow pyfunc agent, say) arrive through the OTLP receiver
+(:func:`ingest_spans`, :func:`otlp_protobuf_spans`) in the same trace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import re
@@ -93,8 +96,8 @@ def _when(seconds: float) -> datetime:
 
 def _gen_ai_system(entity: Any) -> str:
     kind = getattr(entity, "kind", None) or "unknown"
-    if kind == "worker" and "pyfunc" in (getattr(entity, "worker_key", None) or ""):
-        return "mlflow.pyfunc"
+    if kind == "worker" and getattr(entity, "runtime", None):
+        return str(entity.runtime)
     return _GEN_AI_SYSTEM.get(kind, str(kind))
 
 
@@ -554,6 +557,59 @@ def ingest_spans(
     return len(rows)
 
 
+def _plain_value(value: Any) -> Any:
+    """A protobuf OTLP ``AnyValue`` as a plain value (arrays and maps as JSON text)."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return json.dumps([_plain_value(v) for v in value.array_value.values], default=str)
+    if kind == "kvlist_value":
+        return json.dumps(
+            {kv.key: _plain_value(kv.value) for kv in value.kvlist_value.values}, default=str
+        )
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
+
+
+def otlp_protobuf_spans(body: bytes) -> list[dict[str, Any]]:
+    """An OTLP/HTTP protobuf ``ExportTraceServiceRequest`` as the JSON form :func:`ingest_spans`
+    takes (what OpenTelemetry SDKs send by default, MLflow's exporter included)."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except DecodeError:
+        raise InvalidRequest("The body is not an OTLP ExportTraceServiceRequest.") from None
+    resource_spans = []
+    for rs in request.resource_spans:
+        spans = []
+        for scope in rs.scope_spans:
+            for span in scope.spans:
+                spans.append(
+                    {
+                        "traceId": span.trace_id.hex(),
+                        "spanId": span.span_id.hex(),
+                        "parentSpanId": span.parent_span_id.hex() or None,
+                        "name": span.name,
+                        "kind": span.kind,
+                        "startTimeUnixNano": span.start_time_unix_nano,
+                        "endTimeUnixNano": span.end_time_unix_nano,
+                        "attributes": {a.key: _plain_value(a.value) for a in span.attributes},
+                        "status": {"code": span.status.code, "message": span.status.message},
+                    }
+                )
+        resource = {a.key: _plain_value(a.value) for a in rs.resource.attributes}
+        resource_spans.append(
+            {"resource": {"attributes": resource}, "scopeSpans": [{"spans": spans}]}
+        )
+    return [{"resourceSpans": resource_spans}]
+
+
 # -- OTLP/HTTP export ---------------------------------------------------------------------
 
 
@@ -686,6 +742,7 @@ __all__ = [
     "ingest_spans",
     "new_span_id",
     "new_trace_id",
+    "otlp_protobuf_spans",
     "otlp_request",
     "parse_traceparent",
     "span_row",

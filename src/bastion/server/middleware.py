@@ -51,8 +51,10 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         started = time.perf_counter()
 
-        if path_is_api(scope) and "json" not in headers.get("content-type", ""):
-            # Databricks' APIs take JSON whatever the client declares (curl -d sends a form type).
+        declared_type = headers.get("content-type", "")
+        if path_is_api(scope) and "json" not in declared_type and "protobuf" not in declared_type:
+            # Databricks' APIs take JSON whatever the client declares (curl -d sends a form
+            # type); OTLP protobuf (the traces receiver) is the one other body they accept.
             scope["headers"] = [
                 (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"
             ] + [(b"content-type", b"application/json")]

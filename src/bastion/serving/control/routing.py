@@ -13,7 +13,8 @@ import hashlib
 import logging
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -55,6 +56,7 @@ class Upstream:
     timeout_s: float = DEFAULT_TIMEOUT_S
     ready: bool = True
     worker_key: str | None = None
+    runtime: str | None = None  # for workers: "llama.cpp" or "mlflow.pyfunc"
 
 
 @dataclass(frozen=True)
@@ -145,12 +147,17 @@ class EndpointRouter:
         registry: ModelRegistry,
         secrets: SecretStore,
         supervisor: WorkerSupervisor | None,
+        *,
+        worker_env: Callable[[str], tuple[tuple[str, str], ...]] | None = None,
     ) -> None:
+        """``worker_env(worker_key)``: extra environment for MLflow pyfunc workers (where
+        their spans go; see :mod:`.agent_traces`)."""
         self._metastore = metastore
         self._endpoints = endpoints
         self._registry = registry
         self._secrets = secrets
         self.supervisor = supervisor
+        self.worker_env = worker_env
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
 
@@ -297,6 +304,9 @@ class EndpointRouter:
         spec = worker_spec_for(
             model, version.version, version.artifact_kind, version.storage_location
         )
+        pyfunc = version.artifact_kind is not ArtifactKind.GGUF
+        if pyfunc and self.worker_env is not None:
+            spec = replace(spec, env=spec.env + self.worker_env(spec.key))
         if self.supervisor is None:
             raise Unavailable("No worker supervisor is running in this process.")
         worker = self.supervisor.ensure(spec)
@@ -312,6 +322,7 @@ class EndpointRouter:
             timeout_s=timeout,
             ready=worker.state == WorkerState.READY,
             worker_key=spec.key,
+            runtime="mlflow.pyfunc" if pyfunc else "llama.cpp",
         )
 
     def _external(

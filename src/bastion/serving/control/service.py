@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bastion.registry import registry_of
 from bastion.secrets import secrets_of
+from bastion.serving.control.agent_traces import AgentTraceEnv
 from bastion.serving.control.routing import EndpointRouter
 from bastion.serving.control.store import EndpointStore
 from bastion.serving.workers import WorkerSupervisor
@@ -42,6 +43,7 @@ class ServingControl:
             registry_of(platform),
             secrets_of(platform),
             self.supervisor,
+            worker_env=AgentTraceEnv(platform),
         )
         self.base_url = platform.settings.base_url
         self._interval = reconcile_interval_s

@@ -6,6 +6,11 @@ once with a message in its log, and the supervisor reports the entity as failed.
 
 Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` answers as one SSE
 chunk), ``POST /v1/responses`` and ``POST /invocations`` (the model's own input shape).
+
+Tracing: a request's W3C ``traceparent`` (the gateway sends its CLIENT span) becomes the
+parent of every MLflow span the model opens while answering, so the agent's spans join the
+gateway's trace. Where they are exported is MLflow's (OpenTelemetry's) standard environment,
+``OTEL_EXPORTER_OTLP_TRACES_*``, which Bastion sets to its own receiver.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 Json = dict[str, Any]
@@ -27,6 +32,16 @@ def _text_of(content: Any) -> str:
     if isinstance(content, list):
         return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
     return "" if content is None else str(content)
+
+
+def traced(traceparent: str | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` with MLflow's tracing context continued from ``traceparent``."""
+    if not traceparent:
+        return fn(*args)
+    from mlflow.tracing import set_tracing_context_from_http_request_headers
+
+    with set_tracing_context_from_http_request_headers({"traceparent": traceparent}):
+        return fn(*args)
 
 
 def _as_dict(value: Any) -> Any:
@@ -127,8 +142,9 @@ def build_app(adapter: PyfuncAdapter) -> Any:
 
     async def chat(request: Request) -> Response:
         body = await request.json()
+        parent = request.headers.get("traceparent")
         try:
-            completion = await run_in_threadpool(adapter.chat, body)
+            completion = await run_in_threadpool(traced, parent, adapter.chat, body)
         except Exception as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "model_error"}}, 500)
         if body.get("stream"):
@@ -137,8 +153,9 @@ def build_app(adapter: PyfuncAdapter) -> Any:
 
     async def invocations(request: Request) -> Response:
         body = await request.json()
+        parent = request.headers.get("traceparent")
         try:
-            result = await run_in_threadpool(adapter.predict, body)
+            result = await run_in_threadpool(traced, parent, adapter.predict, body)
         except Exception as exc:
             return JSONResponse({"error": {"message": str(exc), "type": "model_error"}}, 500)
         return JSONResponse(result)
