@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -89,12 +90,24 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_WriterCollector(writer))
+        self._requests: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[str, tuple[Any, Any]] = {}
 
     def observe(self, exchange: Exchange) -> None:
         endpoint = exchange.endpoint or ""
-        self.requests.labels(endpoint, exchange.api.value, str(exchange.status)).inc()
-        self.latency.labels(endpoint).observe(exchange.total_ms / 1000)
-        self.overhead.labels(endpoint).observe(exchange.overhead_ms / 1000)
+        key = (endpoint, exchange.api.value, exchange.status)
+        counter = self._requests.get(key)
+        if counter is None:  # labels() costs a lock and a tuple each time: keep the children
+            counter = self._requests[key] = self.requests.labels(key[0], key[1], str(key[2]))
+        counter.inc()
+        timers = self._timers.get(endpoint)
+        if timers is None:
+            timers = self._timers[endpoint] = (
+                self.latency.labels(endpoint),
+                self.overhead.labels(endpoint),
+            )
+        timers[0].observe(exchange.total_ms / 1000)
+        timers[1].observe(exchange.overhead_ms / 1000)
         if exchange.input_tokens:
             self.tokens.labels(endpoint, "input").inc(exchange.input_tokens)
         if exchange.output_tokens:

@@ -22,12 +22,14 @@ emitted elsewhere (an MLflow pyfunc agent, say) arrive through the OTLP receiver
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import queue
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -78,6 +80,7 @@ _OTLP_STATUS = {"UNSET": 0, "OK": 1, "ERROR": 2}
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
 _ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+_CHUNK = 32  # exchanges per append to the writer (see Tracer._run)
 _GEN_AI_SYSTEM = {"openai": "openai", "anthropic": "anthropic", "worker": "llama.cpp"}
 
 
@@ -88,10 +91,6 @@ def ensure_tracing_table(platform: Platform) -> None:
     with contextlib.suppress(AlreadyExists):  # another replica registered it just now
         register_system_table(platform, SPANS, owner)
     platform.writer.register(SPANS.spec(platform.settings.warehouse_dir))
-
-
-def _when(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _gen_ai_system(entity: Any) -> str:
@@ -137,13 +136,15 @@ def _row(span: Mapping[str, Any], resource: Mapping[str, str]) -> dict[str, Any]
         "parent_span_id": span["parent_span_id"],
         "name": span["name"],
         "kind": span["kind"],
-        "start_time": _when(start),
-        "end_time": _when(end),
+        # Epoch microseconds: the writer stores them as the column's timestamp as they are,
+        # cheaper than datetimes through the JSON log and back.
+        "start_time": int(start * 1_000_000),
+        "end_time": int(end * 1_000_000),
         "duration_ms": (end - start) * 1000,
         "status_code": span["status_code"],
         "status_message": span["status_message"],
         "attributes": {k: str(v) for k, v in span["attributes"].items() if v is not None},
-        "resource": dict(resource),
+        "resource": resource,
         "request_id": span.get("request_id"),
         "endpoint_name": span.get("endpoint_name"),
         "service_name": resource.get("service.name"),
@@ -155,8 +156,9 @@ class Tracer:
 
     Call :meth:`record` before the payload row is logged: it sets ``exchange.trace_id``.
     By default (``deferred=True``) that is all it does on the request path (a few
-    microseconds); a daemon thread builds the spans and appends them to the writer in
-    batches, so a crash can lose the last moment's spans (never a payload row). With
+    microseconds: a lock-free append); a daemon thread builds the spans and appends them to
+    the writer every ``interval_s``, in batches, so a crash can lose the last moment's spans
+    (never a payload row). With
     ``deferred=False`` the spans are in the writer's log before :meth:`record` returns.
     With ``otlp_endpoint`` (an OTLP/HTTP collector base URL, e.g. ``http://otel:4318``) the
     spans are also exported, in batches, from a background thread.
@@ -171,6 +173,7 @@ class Tracer:
         otlp_headers: Mapping[str, str] | None = None,
         deferred: bool = True,
         max_pending: int = 16384,
+        interval_s: float = 0.25,
     ) -> None:
         self._writer = platform.writer
         ensure_tracing_table(platform)
@@ -181,10 +184,19 @@ class Tracer:
             else None
         )
         self.dropped = 0
-        self._pending: queue.Queue[Exchange | None] | None = None
+        # A deque, not a Queue: appending takes no lock and wakes no thread. The tracer
+        # thread drains it every ``interval_s``, so its work comes in batches rather than
+        # contending for the GIL with every request.
+        self._pending: collections.deque[Exchange] | None = None
+        self._max_pending = max_pending
+        self._interval_s = interval_s
+        self._wake = threading.Event()
+        self._idle = threading.Condition()
+        self._busy = False
+        self._closing = False
         self._thread: threading.Thread | None = None
         if deferred:
-            self._pending = queue.Queue(max_pending)
+            self._pending = collections.deque()
             self._thread = threading.Thread(target=self._run, name="tracer", daemon=True)
             self._thread.start()
 
@@ -199,38 +211,33 @@ class Tracer:
             exchange.trace_id, exchange.parent_span_id = (
                 incoming if incoming else (new_trace_id(), None)
             )
-        if self._pending is None:
+        pending = self._pending
+        if pending is None:
             self._write([exchange])
-            return
-        try:
-            self._pending.put_nowait(exchange)
-        except queue.Full:  # the tracer fell behind: shed spans, not requests
+        elif len(pending) < self._max_pending:
+            pending.append(exchange)
+        else:  # the tracer fell behind: shed spans, not requests
             self.dropped += 1
 
     def _run(self) -> None:
-        assert self._pending is not None
         pending = self._pending
+        assert pending is not None
         while True:
-            item = pending.get()
-            batch, closing = [], item is None
-            if item is not None:
-                batch.append(item)
-            while not closing and len(batch) < 256:
+            self._wake.wait(self._interval_s)
+            self._wake.clear()
+            closing = self._closing
+            with self._idle:
+                self._busy = bool(pending)
+            while pending:
+                batch = [pending.popleft() for _ in range(min(len(pending), _CHUNK))]
                 try:
-                    item = pending.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    closing = True
-                else:
-                    batch.append(item)
-            try:
-                self._write(batch)
-            except Exception:  # e.g. the writer's disk: keep the thread alive
-                logger.exception("could not trace %d requests", len(batch))
-            finally:
-                for _ in range(len(batch) + (1 if closing else 0)):
-                    pending.task_done()
+                    self._write(batch)
+                except Exception:  # e.g. the writer's disk: keep the thread alive
+                    logger.exception("could not trace %d requests", len(batch))
+
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
             if closing:
                 return
 
@@ -250,10 +257,15 @@ class Tracer:
         if self.exporter is not None:
             self.exporter.export(spans)
 
-    def flush(self) -> None:
+    def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every recorded exchange has its spans in the writer."""
-        if self._pending is not None:
-            self._pending.join()
+        if self._pending is None or self._thread is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            while (self._pending or self._busy) and time.monotonic() < deadline:
+                self._wake.set()
+                self._idle.wait(0.05)
 
     def spans(self, exchange: Exchange) -> list[dict[str, Any]]:
         """The span tree of ``exchange``: SERVER root, its phases, one CLIENT per attempt.
@@ -372,8 +384,8 @@ class Tracer:
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is pending, then stop (and flush the OTLP exporter)."""
         if self._pending is not None and self._thread is not None:
-            with contextlib.suppress(queue.Full):
-                self._pending.put(None, timeout=timeout_s)
+            self._closing = True
+            self._wake.set()
             self._thread.join(timeout_s)
             self._pending = None
         if self.exporter is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 from rich.console import Console
@@ -36,6 +37,7 @@ def _welcome(settings: Settings, credentials: InitialCredentials | None) -> str:
 
 
 def serve(settings: Settings, *, default_model: bool = True) -> None:
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     platform = Platform(settings)
     credentials = initialize(platform)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -241,7 +240,7 @@ class Gateway:
         self, api: ClientApi, endpoint: str | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        exchange = Exchange(uuid.uuid4().hex, api, time.perf_counter(), time.time())
+        exchange = Exchange(new_trace_id(), api, time.perf_counter(), time.time())
         exchange.headers = headers
         incoming = parse_traceparent(headers.get("traceparent"))
         if incoming is None:
