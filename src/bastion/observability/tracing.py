@@ -207,10 +207,7 @@ class Tracer:
         upstream); an exchange without one gets it here, from its ``traceparent`` or anew.
         """
         if exchange.trace_id is None:
-            incoming = parse_traceparent(exchange.headers.get("traceparent"))
-            exchange.trace_id, exchange.parent_span_id = (
-                incoming if incoming else (new_trace_id(), None)
-            )
+            exchange.continue_trace()
         pending = self._pending
         if pending is None:
             self._write([exchange])

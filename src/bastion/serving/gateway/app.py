@@ -104,6 +104,14 @@ class Exchange:
     upstream_failures: int = 0
     logged: bool = False
 
+    def continue_trace(self) -> None:
+        """Join the caller's trace (a valid ``traceparent`` header), else start a new one."""
+        incoming = parse_traceparent(self.headers.get("traceparent"))
+        if incoming is None:
+            self.trace_id = new_trace_id()
+        else:
+            self.trace_id, self.parent_span_id = incoming
+
     def attempt(self, entity: Upstream) -> Attempt:
         """Start an upstream call: a new CLIENT span in this exchange's trace."""
         self.entity = entity
@@ -242,11 +250,7 @@ class Gateway:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         exchange = Exchange(new_trace_id(), api, time.perf_counter(), time.time())
         exchange.headers = headers
-        incoming = parse_traceparent(headers.get("traceparent"))
-        if incoming is None:
-            exchange.trace_id = new_trace_id()
-        else:
-            exchange.trace_id, exchange.parent_span_id = incoming
+        exchange.continue_trace()
         client = scope.get("client")
         token = current_request.set(
             RequestInfo(
