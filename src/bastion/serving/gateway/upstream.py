@@ -1,32 +1,36 @@
 """Calls to upstream model servers (OpenAI-compatible or Anthropic), over pooled connections.
 
-aiohttp rather than httpx here: on the gateway's hot path its C HTTP parser and lighter
-connection pool cost several times less CPU per call (measured with ``benchmarks/gateway.py``).
+The transport is :mod:`bastion.serving.gateway.http1`, a lean keep-alive HTTP/1.1 client (see
+its docstring for why not aiohttp or httpx).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any
 
-import aiohttp
 import orjson
 
 from bastion.errors import DeadlineExceeded, UpstreamError
 from bastion.serving.control.routing import Upstream
+from bastion.serving.gateway.http1 import ConnectionFailed, Http1Pool, Url
 
 
 class RetryableUpstreamError(UpstreamError):
     """An upstream failure worth trying the next served entity for (fallback)."""
 
 
-def _url(target: Upstream) -> str:
-    base = target.base_url.rstrip("/")
-    if target.kind == "anthropic":
-        return f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
-    if base.endswith("/v1"):
-        return f"{base}/chat/completions"
-    return f"{base}/v1/chat/completions"
+@lru_cache(maxsize=1024)
+def _url(kind: str, base_url: str) -> Url:
+    base = base_url.rstrip("/")
+    if kind == "anthropic":
+        url = f"{base}/messages" if base.endswith("/v1") else f"{base}/v1/messages"
+    elif base.endswith("/v1"):
+        url = f"{base}/chat/completions"
+    else:
+        url = f"{base}/v1/chat/completions"
+    return Url.parse(url)
 
 
 def _headers(target: Upstream, traceparent: str | None) -> dict[str, str]:
@@ -53,42 +57,38 @@ def _failure(status: int, text: str) -> UpstreamError:
 
 
 class UpstreamClient:
-    """One pooled aiohttp session per process, created lazily on the serving event loop."""
+    """One connection pool per process, used from the serving event loop."""
 
     def __init__(self, *, max_connections: int = 512) -> None:
-        self._max = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._pool = Http1Pool(max_per_origin=max_connections)
 
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max, keepalive_timeout=60),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-            )
-        return self._session
+    @staticmethod
+    def _target(target: Upstream) -> Url:
+        try:
+            return _url(target.kind, target.base_url)
+        except ValueError as exc:
+            raise UpstreamError(f"The served entity's URL is not usable: {exc}") from None
 
     async def complete(
         self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
     ) -> dict[str, Any]:
-        timeout = aiohttp.ClientTimeout(total=target.timeout_s, connect=5)
         try:
-            async with self._client().post(
-                _url(target),
-                data=orjson.dumps(body),
-                headers=_headers(target, traceparent),
-                timeout=timeout,
-            ) as response:
-                data = await response.read()
-                status = response.status
+            response = await self._pool.request(
+                self._target(target),
+                orjson.dumps(body),
+                _headers(target, traceparent),
+                timeout=target.timeout_s,
+            )
         except TimeoutError:
             raise RetryableUpstreamError("The model server timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableUpstreamError(f"The model server is unreachable: {exc!r}") from None
-        if status >= 400:
-            raise _failure(status, data.decode(errors="replace"))
+        except ConnectionFailed as exc:
+            raise RetryableUpstreamError(f"The model server is unreachable: {exc}") from None
+        except ValueError as exc:
+            raise UpstreamError(f"The served entity's configuration is not usable: {exc}") from None
+        if response.status >= 400:
+            raise _failure(response.status, response.body.decode(errors="replace"))
         try:
-            reply: dict[str, Any] = orjson.loads(data)
+            reply: dict[str, Any] = orjson.loads(response.body)
         except orjson.JSONDecodeError:
             raise RetryableUpstreamError(
                 "The model server sent a reply that is not JSON."
@@ -99,35 +99,50 @@ class UpstreamClient:
         self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
     ) -> AsyncIterator[bytes]:
         """Yield raw SSE bytes; raises before the first byte if the upstream fails to start."""
-        timeout = aiohttp.ClientTimeout(total=None, connect=5, sock_read=target.timeout_s)
         try:
-            response = await self._client().post(
-                _url(target),
-                data=orjson.dumps(body),
-                headers=_headers(target, traceparent),
-                timeout=timeout,
+            head, chunks = await self._pool.stream(
+                self._target(target),
+                orjson.dumps(body),
+                _headers(target, traceparent),
+                timeout=target.timeout_s,
             )
         except TimeoutError:
             raise RetryableUpstreamError("The model server timed out.") from None
-        except aiohttp.ClientError as exc:
-            raise RetryableUpstreamError(f"The model server is unreachable: {exc!r}") from None
-        if response.status >= 400:
-            text = (await response.read()).decode(errors="replace")
-            response.release()
-            raise _failure(response.status, text)
-        return self._iterate(response)
+        except ConnectionFailed as exc:
+            raise RetryableUpstreamError(f"The model server is unreachable: {exc}") from None
+        except ValueError as exc:
+            raise UpstreamError(f"The served entity's configuration is not usable: {exc}") from None
+        if head.status >= 400:
+            text = b"".join([chunk async for chunk in _bounded(chunks)])
+            raise _failure(head.status, text.decode(errors="replace"))
+        return self._iterate(chunks)
 
-    async def _iterate(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    @staticmethod
+    async def _iterate(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in chunks:
                 yield chunk
         except TimeoutError:
             raise DeadlineExceeded("The model server stopped sending mid-stream.") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"The model server broke off the stream: {exc!r}") from None
+        except ConnectionFailed as exc:
+            raise UpstreamError(f"The model server broke off the stream: {exc}") from None
         finally:
-            response.release()
+            await chunks.aclose()  # type: ignore[attr-defined]
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._pool.aclose()
+
+
+async def _bounded(chunks: AsyncIterator[bytes], limit: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """An error body, read up to ``limit`` bytes; the connection is closed past that."""
+    size = 0
+    try:
+        async for chunk in chunks:
+            yield chunk[: limit - size]
+            size += len(chunk)
+            if size >= limit:
+                break
+    except (TimeoutError, ConnectionFailed):
+        return
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
