@@ -65,6 +65,17 @@ class RateLimited(BastionError):
     error_code = "REQUEST_LIMIT_EXCEEDED"
 
 
+class GuardrailViolation(BastionError):
+    """A request or answer that a serving endpoint's guardrails blocked.
+
+    ``code`` is what OpenAI-shaped errors carry (Azure OpenAI's value for filtered content).
+    """
+
+    status_code = 400
+    error_code = "BAD_REQUEST"
+    code = "content_filter"
+
+
 class UpstreamError(BastionError):
     status_code = 502
     error_code = "UPSTREAM_ERROR"

@@ -25,6 +25,7 @@ class StubServer(ThreadingHTTPServer):
         self.reply = reply
         self.seen_authorization: list[str | None] = []
         self.seen_traceparent: list[str | None] = []
+        self.seen_bodies: list[dict[str, Any]] = []
 
     @property
     def base_url(self) -> str:
@@ -56,6 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length) or b"{}")
         self.server.seen_authorization.append(self.headers.get("authorization"))
         self.server.seen_traceparent.append(self.headers.get("traceparent"))
+        self.server.seen_bodies.append(body)
         if self.path != "/v1/chat/completions":
             self._json(404, {"error": {"message": "not found"}})
             return

@@ -265,7 +265,8 @@ class Tracer:
                 self._idle.wait(0.05)
 
     def spans(self, exchange: Exchange) -> list[dict[str, Any]]:
-        """The span tree of ``exchange``: SERVER root, its phases, one CLIENT per attempt.
+        """The span tree of ``exchange``: SERVER root, its phases (authenticate, route,
+        authorize, then rate limit and guardrails where configured), one CLIENT per attempt.
 
         The root is a child of the caller's span when the request came with a valid
         ``traceparent`` (``exchange.parent_span_id``).
@@ -336,6 +337,21 @@ class Tracer:
             if not mark:
                 break
             begin = end
+        for step in exchange.checks:  # rate limit, input and output guardrails, as they ran
+            spans.append(
+                _span(
+                    trace_id,
+                    new_span_id(),
+                    root_id,
+                    step.name,
+                    "INTERNAL",
+                    step.started + offset,
+                    step.ended + offset,
+                    {**phase_attributes, **step.attributes},
+                    step.error,
+                    common,
+                )
+            )
         chat = exchange.request
         for number, attempt in enumerate(exchange.attempts, 1):
             target = attempt.entity

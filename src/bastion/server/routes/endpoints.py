@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.errors import PermissionDenied
+from bastion.errors import InvalidRequest, PermissionDenied
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name
 from bastion.governance.store import GrantChange
@@ -143,7 +143,16 @@ def create_endpoint(
     name = _name(body.name)
     request.state.audit_params = {"name": name}
     config = validate_core_config(platform, caller, body.config)
-    gateway = validate_ai_gateway(platform, caller, name, body.ai_gateway)
+    ai_gateway = body.ai_gateway
+    if body.rate_limits:  # the legacy top-level field: the same limits, enforced the same way
+        if ai_gateway is not None and ai_gateway.rate_limits:
+            raise InvalidRequest(
+                "Give rate limits in 'ai_gateway.rate_limits' or 'rate_limits', not both."
+            )
+        ai_gateway = (ai_gateway or AiGatewayConfig()).model_copy(
+            update={"rate_limits": body.rate_limits}
+        )
+    gateway = validate_ai_gateway(platform, caller, name, ai_gateway)
     record = serving_of(platform).endpoints.create(
         name,
         config=config,

@@ -19,6 +19,8 @@ from bastion.identity.model import Caller
 from bastion.registry import VersionStatus, load_version, parse_external_model, validate_alias
 from bastion.secrets import parse_reference, secrets_of
 from bastion.secrets.references import is_reference
+from bastion.serving.guardrails import parse_guardrails
+from bastion.serving.limits import parse_rate_limits
 
 if TYPE_CHECKING:
     from bastion.platform import Platform
@@ -96,7 +98,7 @@ class FallbackConfig(_Strict):
 class AiGatewayConfig(_Strict):
     usage_tracking_config: dict[str, Any] | None = None
     inference_table_config: InferenceTableConfig | None = None
-    rate_limits: list[dict[str, Any]] | None = Field(default=None, max_length=20)
+    rate_limits: list[dict[str, Any]] | None = None
     guardrails: dict[str, Any] | None = None
     fallback_config: FallbackConfig | None = None
 
@@ -247,6 +249,8 @@ def validate_ai_gateway(
     if gateway is None:
         return {}
     out = gateway.model_dump(exclude_none=True)
+    parse_guardrails(gateway.guardrails)  # InvalidRequest, with what to fix
+    parse_rate_limits(gateway.rate_limits)
     table = gateway.inference_table_config
     if table is not None and table.enabled:
         if not table.catalog_name or not table.schema_name:

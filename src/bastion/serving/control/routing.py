@@ -22,6 +22,8 @@ from bastion.errors import BastionError, NotFound, Unavailable
 from bastion.registry import ArtifactKind, ExternalModel, ModelRegistry, parse_external_model
 from bastion.secrets import SecretStore
 from bastion.serving.control.store import EndpointRecord, EndpointStore
+from bastion.serving.guardrails import Guardrails, parse_guardrails
+from bastion.serving.limits import RateLimits, parse_rate_limits
 from bastion.serving.workers import WorkerSpec, WorkerState, WorkerSupervisor
 from bastion.serving.workers.specs import llama_cpp_spec, pyfunc_spec
 
@@ -70,6 +72,9 @@ class RoutePlan:
     inference_table: tuple[str, str, str] | None
     ai_gateway: dict[str, Any]
     endpoint_id: int = 0
+    #: Parsed from ``ai_gateway`` once per config version; None where none are set.
+    guardrails: Guardrails | None = None
+    rate_limits: RateLimits | None = None
 
     def order(self, draw: float) -> tuple[Upstream, ...]:
         """The entity picked by traffic weights for ``draw`` in [0, 1), then (for fallback)
@@ -259,6 +264,12 @@ class EndpointRouter:
         if not upstreams:
             return None, state
         gateway = record.ai_gateway
+        try:
+            guardrails = parse_guardrails(gateway.get("guardrails"))
+            rate_limits = parse_rate_limits(gateway.get("rate_limits"))
+        except BastionError as exc:  # stored before a rule tightened: refuse, never serve open
+            message = f"ai_gateway: {exc.message}"
+            return None, replace(state, ready="NOT_READY", message=message)
         table = gateway.get("inference_table_config") or {}
         capture = record.config.get("auto_capture_config") or {}
         inference_table: tuple[str, str, str] | None = None
@@ -284,6 +295,8 @@ class EndpointRouter:
             inference_table=inference_table,
             ai_gateway=gateway,
             endpoint_id=record.id,
+            guardrails=guardrails,
+            rate_limits=rate_limits,
         )
         return plan, state
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import orjson
@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bastion.errors import (
     BastionError,
+    GuardrailViolation,
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RateLimited,
     Unavailable,
 )
 from bastion.governance.privileges import Privilege
@@ -30,7 +32,16 @@ from bastion.observability.traceparent import new_span_id, new_trace_id, parse_t
 from bastion.platform import Platform, RequestInfo, current_request
 from bastion.server.auth import presented_token
 from bastion.serving.control.routing import RoutePlan, Upstream
+from bastion.serving.gateway.guard import (
+    completion_chunks,
+    reply_texts,
+    request_texts,
+    with_reply_texts,
+    with_request_texts,
+)
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
+from bastion.serving.guardrails import GuardrailOutcome, GuardrailPolicy, Side, check, mask_pii
+from bastion.serving.limits import Admission, RateLimiter
 from bastion.serving.protocols import (
     AnthropicUpstreamStream,
     ChatRequest,
@@ -69,6 +80,18 @@ class Attempt:
 
 
 @dataclass
+class Check:
+    """A governance step that ran for this query (rate limit, input or output guardrails):
+    an INTERNAL span, with what it found."""
+
+    name: str
+    started: float
+    ended: float
+    attributes: dict[str, Any]
+    error: str | None = None
+
+
+@dataclass
 class Exchange:
     """Everything known about one query, handed to the logger when it is over.
 
@@ -101,6 +124,8 @@ class Exchange:
     routed: float = 0.0
     authorized: float = 0.0
     attempts: list[Attempt] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    admission: Admission | None = None
     upstream_failures: int = 0
     logged: bool = False
 
@@ -145,6 +170,7 @@ class Gateway:
         log: Logger | None = None,
         on_upstream_failure: Callable[[Upstream], None] | None = None,
         rng: random.Random | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.platform = platform
         self.router = router
@@ -153,6 +179,7 @@ class Gateway:
         self.log = log
         self.on_upstream_failure = on_upstream_failure
         self.rng = rng or random.Random()
+        self.limiter = limiter or RateLimiter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -291,25 +318,101 @@ class Gateway:
             )
             exchange.authorized = time.perf_counter()
             exchange.plan = plan
+            if plan.rate_limits is not None:
+                self._admit(exchange, plan)
+            guards = plan.guardrails
+            if guards is not None and guards.input is not None:
+                chat = self._guard_input(exchange, chat, guards.input)
         except BastionError as error:
             if isinstance(error, NotFound) and exchange.endpoint:
                 error = NotFound(f"The serving endpoint '{exchange.endpoint}' does not exist.")
             await self._fail(exchange, send, error)
             return
+        guards = plan.guardrails
         try:
-            if chat.stream:
+            if chat.stream and (guards is None or guards.output is None):
                 await self._stream(exchange, chat, plan, send)
-            else:
+            else:  # output guardrails see a whole reply before the client sees any of it
                 await self._complete(exchange, chat, plan, send)
         except Unavailable as error:
             await self._fail(exchange, send, error)
+        finally:
+            if exchange.admission is not None:
+                exchange.admission.charge(exchange.input_tokens + exchange.output_tokens)
+
+    # -- governance -----------------------------------------------------------------------------
+
+    def _admit(self, exchange: Exchange, plan: RoutePlan) -> None:
+        """Apply the endpoint's rate limits (raises RateLimited, HTTP 429)."""
+        assert exchange.caller is not None
+        began = time.perf_counter()
+        try:
+            exchange.admission = self.limiter.admit(
+                plan.endpoint_name, plan.rate_limits, exchange.caller
+            )
+        except RateLimited as error:
+            attributes = {"bastion.rate_limit.outcome": "refused"}
+            exchange.checks.append(
+                Check("rate_limit", began, time.perf_counter(), attributes, error.message)
+            )
+            raise
+        exchange.checks.append(
+            Check(
+                "rate_limit", began, time.perf_counter(), {"bastion.rate_limit.outcome": "admitted"}
+            )
+        )
+
+    @staticmethod
+    def _guard(
+        exchange: Exchange, policy: GuardrailPolicy, texts: list[str], side: Side
+    ) -> GuardrailOutcome:
+        """Run one side's guardrails; a block raises GuardrailViolation (HTTP 400)."""
+        began = time.perf_counter()
+        outcome = check(policy, texts, side=side)
+        action = "blocked" if outcome.blocked else "masked" if outcome.modified else "passed"
+        attributes: dict[str, Any] = {
+            "bastion.guardrail.side": side,
+            "bastion.guardrail.action": action,
+            "bastion.guardrail.findings": ",".join(
+                f"{f.guardrail}:{f.category}" for f in outcome.findings
+            )
+            or None,
+        }
+        exchange.checks.append(
+            Check(f"guardrails {side}", began, time.perf_counter(), attributes, outcome.reason)
+        )
+        if outcome.blocked:
+            raise GuardrailViolation(outcome.reason or f"The {side} was blocked by guardrails.")
+        return outcome
+
+    def _guard_input(
+        self, exchange: Exchange, chat: ChatRequest, policy: GuardrailPolicy
+    ) -> ChatRequest:
+        refs, texts = request_texts(chat)
+        outcome = self._guard(exchange, policy, texts, "input")
+        if not outcome.modified:
+            return chat
+        # What is logged is what went upstream: the masked request, never the PII.
+        exchange.raw_body = mask_pii(exchange.raw_body.decode("utf-8", "replace")).encode()
+        return with_request_texts(chat, refs, outcome.texts)
+
+    def _guard_output(
+        self, exchange: Exchange, reply: dict[str, Any], policy: GuardrailPolicy
+    ) -> dict[str, Any]:
+        indexes, texts = reply_texts(reply)
+        outcome = self._guard(exchange, policy, texts, "output")
+        return with_reply_texts(reply, indexes, outcome.texts) if outcome.modified else reply
 
     async def _fail(self, exchange: Exchange, send: Send, error: BastionError) -> None:
         status, body = render_error(exchange.api, error)
         exchange.status, exchange.error = status, error.message
         exchange.finished = time.perf_counter()
         self._record(exchange)
-        await self._respond(send, status, body, self._trace_headers(exchange))
+        headers = self._trace_headers(exchange)
+        retry_after = getattr(error, "retry_after_s", None)
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await self._respond(send, status, body, headers)
 
     def _trace_headers(self, exchange: Exchange) -> list[tuple[bytes, bytes]]:
         now = time.perf_counter()
@@ -332,10 +435,12 @@ class Gateway:
         self, exchange: Exchange, chat: ChatRequest, plan: RoutePlan, send: Send
     ) -> None:
         last: BastionError | None = None
+        upstream_chat = replace(chat, stream=False) if chat.stream else chat
+        guards = plan.guardrails
         for entity in self._order(plan):
             attempt = exchange.attempt(entity)
             try:
-                reply = await self._call(entity, chat, exchange.traceparent(attempt))
+                reply = await self._call(entity, upstream_chat, exchange.traceparent(attempt))
             except RetryableUpstreamError as error:
                 self._ended(exchange, attempt, error)
                 self._failed(exchange, entity)
@@ -349,6 +454,15 @@ class Gateway:
             usage = reply.get("usage") or {}
             exchange.input_tokens = int(usage.get("prompt_tokens") or 0)
             exchange.output_tokens = int(usage.get("completion_tokens") or 0)
+            if guards is not None and guards.output is not None:
+                try:
+                    reply = self._guard_output(exchange, reply, guards.output)
+                except GuardrailViolation as error:
+                    await self._fail(exchange, send, error)
+                    return
+            if chat.stream:
+                await self._relay(exchange, chat, _replay(reply), send, anthropic=False)
+                return
             rendered = render_reply(reply, chat)
             exchange.response = rendered
             exchange.finished = time.perf_counter()
@@ -383,7 +497,7 @@ class Gateway:
                 await self._fail(exchange, send, error)
                 return
             exchange.upstream_s += time.perf_counter() - attempt.started
-            await self._relay(exchange, chat, entity, chunks, send)
+            await self._relay(exchange, chat, chunks, send, anthropic=entity.kind == "anthropic")
             attempt.ended = exchange.finished
             attempt.error = exchange.error
             return
@@ -394,13 +508,16 @@ class Gateway:
         self,
         exchange: Exchange,
         chat: ChatRequest,
-        entity: Upstream,
         chunks: AsyncIterator[bytes],
         send: Send,
+        *,
+        anthropic: bool,
     ) -> None:
+        """Translate upstream SSE (OpenAI chunks, or Anthropic events if ``anthropic``) into
+        the client's stream."""
         translator = stream_translator(chat)
         decoder = UpstreamChunkDecoder()
-        anthropic = AnthropicUpstreamStream() if entity.kind == "anthropic" else None
+        events = AnthropicUpstreamStream() if anthropic else None
         await send(
             {
                 "type": "http.response.start",
@@ -417,7 +534,7 @@ class Gateway:
                 exchange.upstream_s += time.perf_counter() - waited
                 out = bytearray()
                 for event in decoder.feed(raw):
-                    for chunk in anthropic.feed(event) if anthropic else (event,):
+                    for chunk in events.feed(event) if events else (event,):
                         out += translator.feed(chunk)
                 if out:
                     await _send_body(send, bytes(out))
@@ -457,6 +574,12 @@ class Gateway:
             ],
         }
         await self._respond(send, 200, orjson.dumps(body), [])
+
+
+async def _replay(reply: dict[str, Any]) -> AsyncIterator[bytes]:
+    """A whole reply as the upstream SSE bytes a stream of it would have been."""
+    yield b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in completion_chunks(reply))
+    yield b"data: [DONE]\n\n"
 
 
 async def _send_body(send: Send, data: bytes) -> None:
