@@ -1,4 +1,5 @@
-"""The gateway: authenticate → authorize → parse → route → call upstream → render → log.
+"""The gateway: authenticate → parse → route → authorize → rate limits → input guardrails →
+call upstream → output guardrails → render → log.
 
 Pure ASGI in front of the FastAPI control plane, so a query pays for no framework layer, no
 metastore query (tokens, grants and endpoint plans come from in-memory snapshots) and no
