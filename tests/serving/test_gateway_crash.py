@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from deltalake import DeltaTable
-from upstream_stub import start_stub
+from upstream_stub import external_entity, start_stub
 
 from conftest import free_port
 
@@ -67,19 +67,7 @@ def test_kill_9_under_load_loses_no_answered_request(tmp_path: Path) -> None:
     try:
         _ready(url)
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        config = {
-            "served_entities": [
-                {
-                    "name": "stub",
-                    "external_model": {
-                        "provider": "openai",
-                        "name": "stub",
-                        "task": "llm/v1/chat",
-                        "openai_config": {"openai_api_base": stub.base_url},
-                    },
-                }
-            ]
-        }
+        config = {"served_entities": [external_entity(stub)]}
         created = httpx.post(
             f"{url}/api/2.0/serving-endpoints",
             json={"name": "crashy", "config": config},

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 from deltalake import DeltaTable
-from upstream_stub import StubServer, start_stub
+from upstream_stub import StubServer, external_entity, start_stub
 
 from bastion.observability.tracing import SPANS
 from bastion.tables.system import location
@@ -32,19 +32,7 @@ def stub() -> Iterator[StubServer]:
 def endpoint(
     server: RunningServer, name: str, stub: StubServer, ai_gateway: dict[str, Any]
 ) -> None:
-    config = {
-        "served_entities": [
-            {
-                "name": "stub",
-                "external_model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_base": stub.base_url},
-                },
-            }
-        ]
-    }
+    config = {"served_entities": [external_entity(stub)]}
     with server.admin() as admin:
         reply = admin.post(
             "/api/2.0/serving-endpoints",
@@ -334,19 +322,7 @@ def test_output_blocked_answers_never_reach_the_client(server: RunningServer) ->
 def test_legacy_top_level_rate_limits_are_enforced_too(
     server: RunningServer, stub: StubServer
 ) -> None:
-    config = {
-        "served_entities": [
-            {
-                "name": "stub",
-                "external_model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_base": stub.base_url},
-                },
-            }
-        ]
-    }
+    config = {"served_entities": [external_entity(stub)]}
     legacy = [{"calls": 1, "key": "endpoint", "renewal_period": "minute"}]
     with server.admin() as admin:
         created = admin.post(

@@ -7,27 +7,15 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from upstream_stub import StubServer, start_stub
+from upstream_stub import external_entity as external
 
 from conftest import RunningServer
 
 UC = "/api/2.1/unity-catalog"
-
-
-def external(stub: StubServer, name: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "external_model": {
-            "provider": "openai",
-            "name": "stub",
-            "task": "llm/v1/chat",
-            "openai_config": {"openai_api_base": stub.base_url},
-        },
-    }
 
 
 def ask(client: httpx.Client, endpoint: str) -> str:

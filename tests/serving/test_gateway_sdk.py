@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from upstream_stub import start_stub  # tests/serving/upstream_stub.py
+from upstream_stub import external_entity, start_stub  # tests/serving/upstream_stub.py
 
 from bastion.bootstrap import initialize
 from bastion.platform import Platform
@@ -116,19 +116,7 @@ def test_no_can_query_is_403_in_each_api_shape(smol: RunningServer, user_token: 
                 "/api/2.0/serving-endpoints",
                 json={
                     "name": "private",
-                    "config": {
-                        "served_entities": [
-                            {
-                                "name": "p",
-                                "external_model": {
-                                    "provider": "openai",
-                                    "name": "stub",
-                                    "task": "llm/v1/chat",
-                                    "openai_config": {"openai_api_base": stub.base_url},
-                                },
-                            }
-                        ]
-                    },
+                    "config": {"served_entities": [external_entity(stub, "p")]},
                 },
             )
             assert created.status_code == 200, created.text

@@ -85,6 +85,21 @@ def start_stub(reply: str, port: int = 0) -> StubServer:
     return server
 
 
+def external_model(stub: StubServer) -> dict[str, Any]:
+    """An ``external_model`` block answered by ``stub`` as an OpenAI-compatible provider."""
+    return {
+        "provider": "openai",
+        "name": "stub",
+        "task": "llm/v1/chat",
+        "openai_config": {"openai_api_base": stub.base_url},
+    }
+
+
+def external_entity(stub: StubServer, name: str = "stub") -> dict[str, Any]:
+    """A served entity ``name`` answered by ``stub``."""
+    return {"name": name, "external_model": external_model(stub)}
+
+
 def deploy_stub_model(server: Any, stub: StubServer) -> None:
     """As admin: register ``main.default.helpdesk_model`` v1 as an external model answered by
     ``stub`` and serve it at endpoint ``helpdesk`` (``server`` is a conftest RunningServer)."""
@@ -97,12 +112,7 @@ def deploy_stub_model(server: Any, stub: StubServer) -> None:
                 "catalog_name": "main",
                 "schema_name": "default",
                 "model_name": "helpdesk_model",
-                "external_model": {
-                    "provider": "openai",
-                    "name": "stub",
-                    "task": "llm/v1/chat",
-                    "openai_config": {"openai_api_base": stub.base_url},
-                },
+                "external_model": external_model(stub),
             },
         )
         assert version.status_code == 200, version.text

@@ -34,7 +34,6 @@ from bastion.platform import Platform, RequestInfo, current_request
 from bastion.server.auth import presented_token
 from bastion.serving.control.routing import RoutePlan, Upstream
 from bastion.serving.gateway.guard import (
-    completion_chunks,
     reply_texts,
     request_texts,
     with_reply_texts,
@@ -47,7 +46,9 @@ from bastion.serving.protocols import (
     AnthropicUpstreamStream,
     ChatRequest,
     ClientApi,
+    Json,
     UpstreamChunkDecoder,
+    completion_chunks,
     from_anthropic_message,
     parse_request,
     render_error,
@@ -329,7 +330,6 @@ class Gateway:
                 error = NotFound(f"The serving endpoint '{exchange.endpoint}' does not exist.")
             await self._fail(exchange, send, error)
             return
-        guards = plan.guardrails
         try:
             if chat.stream and (guards is None or guards.output is None):
                 await self._stream(exchange, chat, plan, send)
@@ -347,21 +347,19 @@ class Gateway:
         """Apply the endpoint's rate limits (raises RateLimited, HTTP 429)."""
         assert exchange.caller is not None
         began = time.perf_counter()
+        outcome, refusal = "admitted", None
         try:
             exchange.admission = self.limiter.admit(
                 plan.endpoint_name, plan.rate_limits, exchange.caller
             )
         except RateLimited as error:
-            attributes = {"bastion.rate_limit.outcome": "refused"}
-            exchange.checks.append(
-                Check("rate_limit", began, time.perf_counter(), attributes, error.message)
-            )
+            outcome, refusal = "refused", error.message
             raise
-        exchange.checks.append(
-            Check(
-                "rate_limit", began, time.perf_counter(), {"bastion.rate_limit.outcome": "admitted"}
+        finally:
+            attributes = {"bastion.rate_limit.outcome": outcome}
+            exchange.checks.append(
+                Check("rate_limit", began, time.perf_counter(), attributes, refusal)
             )
-        )
 
     @staticmethod
     def _guard(
@@ -462,7 +460,7 @@ class Gateway:
                     await self._fail(exchange, send, error)
                     return
             if chat.stream:
-                await self._relay(exchange, chat, _replay(reply), send, anthropic=False)
+                await self._relay(exchange, chat, _whole(reply), send)
                 return
             rendered = render_reply(reply, chat)
             exchange.response = rendered
@@ -498,7 +496,8 @@ class Gateway:
                 await self._fail(exchange, send, error)
                 return
             exchange.upstream_s += time.perf_counter() - attempt.started
-            await self._relay(exchange, chat, chunks, send, anthropic=entity.kind == "anthropic")
+            decoded = _decoded(chunks, anthropic=entity.kind == "anthropic")
+            await self._relay(exchange, chat, decoded, send)
             attempt.ended = exchange.finished
             attempt.error = exchange.error
             return
@@ -509,16 +508,12 @@ class Gateway:
         self,
         exchange: Exchange,
         chat: ChatRequest,
-        chunks: AsyncIterator[bytes],
+        batches: AsyncIterator[list[Json]],
         send: Send,
-        *,
-        anthropic: bool,
     ) -> None:
-        """Translate upstream SSE (OpenAI chunks, or Anthropic events if ``anthropic``) into
-        the client's stream."""
+        """Translate upstream chat-completion chunks, as they arrive, into the client's
+        stream."""
         translator = stream_translator(chat)
-        decoder = UpstreamChunkDecoder()
-        events = AnthropicUpstreamStream() if anthropic else None
         await send(
             {
                 "type": "http.response.start",
@@ -531,12 +526,11 @@ class Gateway:
             await _send_body(send, start())
         waited = time.perf_counter()
         try:
-            async for raw in chunks:
+            async for batch in batches:
                 exchange.upstream_s += time.perf_counter() - waited
                 out = bytearray()
-                for event in decoder.feed(raw):
-                    for chunk in events.feed(event) if events else (event,):
-                        out += translator.feed(chunk)
+                for chunk in batch:
+                    out += translator.feed(chunk)
                 if out:
                     await _send_body(send, bytes(out))
                 waited = time.perf_counter()
@@ -577,10 +571,19 @@ class Gateway:
         await self._respond(send, 200, orjson.dumps(body), [])
 
 
-async def _replay(reply: dict[str, Any]) -> AsyncIterator[bytes]:
-    """A whole reply as the upstream SSE bytes a stream of it would have been."""
-    yield b"".join(b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in completion_chunks(reply))
-    yield b"data: [DONE]\n\n"
+async def _decoded(chunks: AsyncIterator[bytes], *, anthropic: bool) -> AsyncIterator[list[Json]]:
+    """Upstream SSE bytes (OpenAI chunks, or Anthropic events if ``anthropic``) as the
+    chat-completion chunks each read completes."""
+    decoder = UpstreamChunkDecoder()
+    events = AnthropicUpstreamStream() if anthropic else None
+    async for raw in chunks:
+        decoded = decoder.feed(raw)
+        yield [c for event in decoded for c in events.feed(event)] if events else decoded
+
+
+async def _whole(reply: Json) -> AsyncIterator[list[Json]]:
+    """A whole reply as the one batch of chunks a stream of it would have been."""
+    yield completion_chunks(reply)
 
 
 async def _send_body(send: Send, data: bytes) -> None:

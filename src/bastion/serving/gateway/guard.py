@@ -4,7 +4,8 @@ go back in.
 Input: the text of every message (a string ``content`` or its ``text`` parts), system prompt
 included. Output: each choice's ``message.content``. Tool-call arguments and images are not
 inspected. A streamed request on an endpoint with output guardrails is answered from one whole
-upstream reply, checked, then replayed as the client's stream (:func:`completion_chunks`), so
+upstream reply, checked, then replayed as the client's stream
+(:func:`bastion.serving.protocols.completion_chunks`), so
 that nothing unchecked reaches the client.
 """
 
@@ -13,11 +14,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
-from bastion.serving.protocols import ChatRequest
+from bastion.serving.protocols import ChatRequest, Json
 
-Json = dict[str, Any]
 #: Where a text came from: (message index, part index or None for a string content).
 TextRef = tuple[int, int | None]
 
@@ -73,39 +72,3 @@ def with_reply_texts(reply: Json, indexes: Sequence[int], texts: Sequence[str]) 
         choices[index]["message"] = {**choices[index]["message"], "content": text}
     out["choices"] = choices
     return out
-
-
-def completion_chunks(reply: Json) -> list[Json]:
-    """A whole ``chat.completion`` as the ``chat.completion.chunk`` sequence a stream of it
-    would have been: per choice a delta with role, content and tool calls, then its finish,
-    then a usage chunk."""
-    base = {
-        "id": reply.get("id", "chatcmpl-bastion"),
-        "object": "chat.completion.chunk",
-        "created": reply.get("created", 0),
-        "model": reply.get("model", ""),
-    }
-    chunks: list[Json] = []
-    for index, choice in enumerate(reply.get("choices") or []):
-        message = choice.get("message") or {}
-        delta: Json = {"role": message.get("role", "assistant"), "content": message.get("content")}
-        calls = message.get("tool_calls")
-        if calls:
-            delta["tool_calls"] = [{**call, "index": n} for n, call in enumerate(calls)]
-        choice_index = choice.get("index", index)
-        chunks.append({**base, "choices": [{"index": choice_index, "delta": delta}]})
-        chunks.append(
-            {
-                **base,
-                "choices": [
-                    {
-                        "index": choice_index,
-                        "delta": {},
-                        "finish_reason": choice.get("finish_reason") or "stop",
-                    }
-                ],
-            }
-        )
-    if reply.get("usage"):
-        chunks.append({**base, "choices": [], "usage": reply["usage"]})
-    return chunks

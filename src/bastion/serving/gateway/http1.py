@@ -20,7 +20,7 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
@@ -87,7 +87,6 @@ class _Connection(asyncio.Protocol):
         self._loop = loop
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.requests = 0
         self.idle_since = 0.0
         self.lost = False
         self._reset()
@@ -120,9 +119,6 @@ class _Connection(asyncio.Protocol):
             self._fail(ConnectionFailed(f"The upstream sent a malformed HTTP response: {exc}"))
             self.close()
 
-    def eof_received(self) -> bool:
-        return False
-
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         if self.head_done and not self.complete and not self._length_known:
@@ -131,12 +127,6 @@ class _Connection(asyncio.Protocol):
         if not self.complete:
             reason = f": {exc}" if exc else ""
             self._fail(ConnectionFailed(f"The upstream closed the connection{reason}."))
-
-    def pause_writing(self) -> None:  # request bodies are small; nothing to throttle
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -- httptools callbacks ----------------------------------------------------------------
 
@@ -195,7 +185,6 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, *, streaming: bool) -> None:
         self._reset()
         self._streaming = streaming
-        self.requests += 1
         assert self.transport is not None
         self.transport.write(data)
 
@@ -286,12 +275,9 @@ class Http1Pool:
         while idle:
             conn = idle.pop()
             transport = conn.transport
-            if conn.lost or transport is None or transport.is_closing():
-                self._open.discard(conn)
-                continue
-            if now - conn.idle_since > self._idle_timeout:
-                conn.close()
-                self._open.discard(conn)
+            closed = conn.lost or transport is None or transport.is_closing()
+            if closed or now - conn.idle_since > self._idle_timeout:
+                self._discard(conn)
                 continue
             return conn
         return None
@@ -301,8 +287,11 @@ class Http1Pool:
             conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, deque()).append(conn)
         else:
-            conn.close()
-            self._open.discard(conn)
+            self._discard(conn)
+
+    def _discard(self, conn: _Connection) -> None:
+        conn.close()
+        self._open.discard(conn)
 
     def _head(self, url: Url, body: bytes, headers: dict[str, str]) -> bytes:
         lines = [
@@ -333,12 +322,10 @@ class Http1Pool:
                 while conn.error is None and not (conn.complete or (streaming and conn.head_done)):
                     await conn.wait(deadline)
             except BaseException:
-                conn.close()
-                self._open.discard(conn)
+                self._discard(conn)
                 raise
             if conn.error is not None:
-                conn.close()
-                self._open.discard(conn)
+                self._discard(conn)
                 if reused and not conn.got_bytes:
                     continue  # the server had closed this idle connection: once more, afresh
                 raise conn.error
@@ -372,7 +359,7 @@ class Http1Pool:
 
     async def stream(
         self, url: Url, body: bytes, headers: dict[str, str], *, timeout: float
-    ) -> tuple[Response, AsyncIterator[bytes]]:
+    ) -> tuple[Response, AsyncGenerator[bytes, None]]:
         """POST ``body``; return the response head (body empty) and an iterator over the body
         as it arrives. ``timeout`` bounds the wait for the head and for each later read.
         Close the iterator (``aclose``) if you stop early."""
@@ -390,7 +377,7 @@ class Http1Pool:
 
     async def _body_of(
         self, origin: Origin, conn: _Connection, slot: asyncio.Semaphore, timeout: float
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         loop = asyncio.get_running_loop()
         try:
             decoder = _decoder(conn.headers.get("content-encoding"))

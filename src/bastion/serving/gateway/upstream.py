@@ -6,7 +6,8 @@ its docstring for why not aiohttp or httpx).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -56,35 +57,36 @@ def _failure(status: int, text: str) -> UpstreamError:
     return error
 
 
+@contextmanager
+def _starting() -> Iterator[None]:
+    """Failures before an upstream answer has begun, as the gateway's errors: timeouts and
+    broken connections may fall back to another entity; an unusable URL or header may not."""
+    try:
+        yield
+    except TimeoutError:
+        raise RetryableUpstreamError("The model server timed out.") from None
+    except ConnectionFailed as exc:
+        raise RetryableUpstreamError(f"The model server is unreachable: {exc}") from None
+    except ValueError as exc:
+        raise UpstreamError(f"The served entity's configuration is not usable: {exc}") from None
+
+
 class UpstreamClient:
     """One connection pool per process, used from the serving event loop."""
 
     def __init__(self, *, max_connections: int = 512) -> None:
         self._pool = Http1Pool(max_per_origin=max_connections)
 
-    @staticmethod
-    def _target(target: Upstream) -> Url:
-        try:
-            return _url(target.kind, target.base_url)
-        except ValueError as exc:
-            raise UpstreamError(f"The served entity's URL is not usable: {exc}") from None
-
     async def complete(
         self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
     ) -> dict[str, Any]:
-        try:
+        with _starting():
             response = await self._pool.request(
-                self._target(target),
+                _url(target.kind, target.base_url),
                 orjson.dumps(body),
                 _headers(target, traceparent),
                 timeout=target.timeout_s,
             )
-        except TimeoutError:
-            raise RetryableUpstreamError("The model server timed out.") from None
-        except ConnectionFailed as exc:
-            raise RetryableUpstreamError(f"The model server is unreachable: {exc}") from None
-        except ValueError as exc:
-            raise UpstreamError(f"The served entity's configuration is not usable: {exc}") from None
         if response.status >= 400:
             raise _failure(response.status, response.body.decode(errors="replace"))
         try:
@@ -99,26 +101,20 @@ class UpstreamClient:
         self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
     ) -> AsyncIterator[bytes]:
         """Yield raw SSE bytes; raises before the first byte if the upstream fails to start."""
-        try:
+        with _starting():
             head, chunks = await self._pool.stream(
-                self._target(target),
+                _url(target.kind, target.base_url),
                 orjson.dumps(body),
                 _headers(target, traceparent),
                 timeout=target.timeout_s,
             )
-        except TimeoutError:
-            raise RetryableUpstreamError("The model server timed out.") from None
-        except ConnectionFailed as exc:
-            raise RetryableUpstreamError(f"The model server is unreachable: {exc}") from None
-        except ValueError as exc:
-            raise UpstreamError(f"The served entity's configuration is not usable: {exc}") from None
         if head.status >= 400:
             text = b"".join([chunk async for chunk in _bounded(chunks)])
             raise _failure(head.status, text.decode(errors="replace"))
         return self._iterate(chunks)
 
     @staticmethod
-    async def _iterate(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async def _iterate(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
         try:
             async for chunk in chunks:
                 yield chunk
@@ -127,13 +123,15 @@ class UpstreamClient:
         except ConnectionFailed as exc:
             raise UpstreamError(f"The model server broke off the stream: {exc}") from None
         finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+            await chunks.aclose()
 
     async def aclose(self) -> None:
         await self._pool.aclose()
 
 
-async def _bounded(chunks: AsyncIterator[bytes], limit: int = 64 * 1024) -> AsyncIterator[bytes]:
+async def _bounded(
+    chunks: AsyncGenerator[bytes, None], limit: int = 64 * 1024
+) -> AsyncIterator[bytes]:
     """An error body, read up to ``limit`` bytes; the connection is closed past that."""
     size = 0
     try:
@@ -145,4 +143,4 @@ async def _bounded(chunks: AsyncIterator[bytes], limit: int = 64 * 1024) -> Asyn
     except (TimeoutError, ConnectionFailed):
         return
     finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
+        await chunks.aclose()

@@ -39,7 +39,11 @@ from bastion.serving.protocols.openai_responses import (
     render_response,
 )
 from bastion.serving.protocols.sse import SSEEvent, SSEParser, UpstreamChunkDecoder
-from bastion.serving.protocols.streaming import StreamAccumulator, StreamTranslator
+from bastion.serving.protocols.streaming import (
+    StreamAccumulator,
+    StreamTranslator,
+    completion_chunks,
+)
 
 __all__ = [
     "AnthropicMessagesStream",
@@ -57,6 +61,7 @@ __all__ = [
     "StreamTranslator",
     "UpstreamChunkDecoder",
     "Usage",
+    "completion_chunks",
     "error_body",
     "from_anthropic_message",
     "parse_anthropic_messages",

@@ -146,6 +146,42 @@ class StreamAccumulator:
         return completion
 
 
+def completion_chunks(reply: Json) -> list[Json]:
+    """A whole ``chat.completion`` as the ``chat.completion.chunk`` sequence a stream of it
+    would have been (the inverse of :class:`StreamAccumulator`): per choice a delta with role,
+    content and tool calls, then its finish, then a usage chunk."""
+    base = {
+        "id": reply.get("id", "chatcmpl-bastion"),
+        "object": "chat.completion.chunk",
+        "created": reply.get("created", 0),
+        "model": reply.get("model", ""),
+    }
+    chunks: list[Json] = []
+    for index, choice in enumerate(reply.get("choices") or []):
+        message = choice.get("message") or {}
+        delta: Json = {"role": message.get("role", "assistant"), "content": message.get("content")}
+        calls = message.get("tool_calls")
+        if calls:
+            delta["tool_calls"] = [{**call, "index": n} for n, call in enumerate(calls)]
+        choice_index = choice.get("index", index)
+        chunks.append({**base, "choices": [{"index": choice_index, "delta": delta}]})
+        chunks.append(
+            {
+                **base,
+                "choices": [
+                    {
+                        "index": choice_index,
+                        "delta": {},
+                        "finish_reason": choice.get("finish_reason") or "stop",
+                    }
+                ],
+            }
+        )
+    if reply.get("usage"):
+        chunks.append({**base, "choices": [], "usage": reply["usage"]})
+    return chunks
+
+
 class StreamTranslator(ABC):
     """Turns upstream chat-completion chunks into one client API's SSE bytes.
 

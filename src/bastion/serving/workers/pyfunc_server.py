@@ -4,8 +4,9 @@ Run as ``python -m bastion.serving.workers.pyfunc_server --model-dir DIR --port 
 ``mlflow-skinny`` (with numpy and pandas) in the environment; without it the worker exits at
 once with a message in its log, and the supervisor reports the entity as failed.
 
-Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` answers as one SSE
-chunk), ``POST /v1/responses`` and ``POST /invocations`` (the model's own input shape).
+Routes: ``GET /v1/models``, ``POST /v1/chat/completions`` (``stream`` answers with the
+chunks of the whole answer, usage included), ``POST /v1/responses`` and ``POST /invocations``
+(the model's own input shape).
 
 Tracing: a request's W3C ``traceparent`` (the gateway sends its CLIENT span) becomes the
 parent of every MLflow span the model opens while answering, so the agent's spans join the
@@ -16,14 +17,14 @@ gateway's trace. Where they are exported is MLflow's (OpenTelemetry's) standard 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-Json = dict[str, Any]
+from bastion.serving.protocols import Json, completion_chunks
+from bastion.serving.protocols.sse import encode_data
 
 
 def _text_of(content: Any) -> str:
@@ -112,21 +113,8 @@ class PyfuncAdapter:
 
 
 def _sse(completion: Json) -> Iterator[bytes]:
-    choice = completion["choices"][0]
-    chunk = {
-        "id": completion["id"],
-        "object": "chat.completion.chunk",
-        "created": completion["created"],
-        "model": completion["model"],
-        "choices": [
-            {
-                "index": 0,
-                "delta": {"role": "assistant", "content": choice["message"]["content"]},
-                "finish_reason": "stop",
-            }
-        ],
-    }
-    yield f"data: {json.dumps(chunk)}\n\n".encode()
+    for chunk in completion_chunks(completion):
+        yield encode_data(chunk)
     yield b"data: [DONE]\n\n"
 
 
