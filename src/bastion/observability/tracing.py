@@ -12,7 +12,9 @@ The tree of one request::
     ├── authenticate                  INTERNAL  read the body, check the credential
     ├── route                         INTERNAL  parse, resolve the route plan
     ├── authorize                     INTERNAL  CAN_QUERY on the endpoint
-    └── chat <upstream_model>         CLIENT    one per upstream attempt, ``gen_ai.*``
+    ├── rate_limit, guardrails input  INTERNAL  where the endpoint configures them
+    ├── chat <upstream_model>         CLIENT    one per upstream attempt, ``gen_ai.*``
+    └── guardrails output             INTERNAL  where the endpoint configures them
 
 A valid incoming W3C ``traceparent`` header makes the SERVER span a child of the caller's
 span, in the caller's trace. The trace id reaches the payload row's ``trace_id``; spans
