@@ -14,6 +14,7 @@ from typing import Any
 
 from bastion.client import BastionClient
 from bastion.errors import NotFound
+from bastion.governance.securables import derived_part
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _deploy(
         "enabled": True,
         "catalog_name": catalog,
         "schema_name": schema,
-        "table_name_prefix": short,
+        "table_name_prefix": derived_part(short),
     }
     path = f"/api/2.0/serving-endpoints/{name}"
     tag_list = [{"key": k, "value": v} for k, v in tags.items()]

@@ -26,11 +26,16 @@ ADMIN_USER = "admin"
 
 @dataclass(frozen=True)
 class InitialCredentials:
-    """Shown once, on the run that created them; only hashes are stored."""
+    """Shown once, on the run that created them; only hashes are stored.
+
+    ``password`` and ``token`` are None where the operator supplied them (through
+    ``BASTION_ADMIN_PASSWORD`` / ``BASTION_ADMIN_TOKEN``): what an operator already knows is
+    never printed, so it cannot end up in service logs.
+    """
 
     user_name: str
-    password: str
-    token: str
+    password: str | None
+    token: str | None
 
 
 def initialize(platform: Platform) -> InitialCredentials | None:
@@ -63,7 +68,11 @@ def initialize(platform: Platform) -> InitialCredentials | None:
     )
     _create_main_catalog(platform, admin.id)
     ensure_system_catalog(platform, admin.id)
-    return InitialCredentials(ADMIN_USER, password, token)
+    return InitialCredentials(
+        ADMIN_USER,
+        None if settings.admin_password else password,
+        None if settings.admin_token else token,
+    )
 
 
 def ensure_system_catalog(platform: Platform, admin_id: int) -> None:

@@ -327,6 +327,6 @@ def _small() -> dict[str, Any]:
 def test_view_sql_without_payload_tables_is_typed() -> None:
     sql = results_view_sql([])
     assert "CAST(NULL AS STRING) AS p_client_request_id" in sql
-    assert "system.redteam.results" in sql
+    assert "`system`.`redteam`.`results`" in sql
     sql = results_view_sql(["main.default.smollm2_payload"])
-    assert "FROM main.default.smollm2_payload WHERE scan_type = 'redteam'" in sql
+    assert "FROM `main`.`default`.`smollm2_payload` WHERE scan_type = 'redteam'" in sql

@@ -71,7 +71,7 @@ def test_deploy_creates_then_updates_the_endpoint(server: RunningServer) -> None
         assert second.endpoint["tags"] == [{"key": "team", "value": "kyoto"}]
 
     plan = serving_of(server.platform).router.plan(second.endpoint_name)
-    assert plan.inference_table == ("main", "default", "kyoto_agent")
+    assert plan.payload_table == "main.default.kyoto_agent_payload"
     assert plan.entities[0].upstream_model == "agent-v2"
 
 

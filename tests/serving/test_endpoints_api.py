@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from upstream_stub import StubServer, start_stub
 
 from bastion.errors import NotFound
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
 from bastion.serving.control import serving_of
 from conftest import RunningServer, create_user
+from upstream_stub import StubServer, start_stub
 
 EP = "/api/2.0/serving-endpoints"
 PERMS = "/api/2.0/permissions/serving-endpoints"
@@ -288,7 +288,7 @@ def test_endpoint_needs_execute_and_inference_table_rights(api: RunningServer) -
         assert created.status_code == 200, created.text
         assert created.json()["ai_gateway"]["inference_table_config"]["table_name_prefix"] == "bobs"
     plan = serving_of(api.platform).router.plan("bobs")
-    assert plan.inference_table == ("main", "default", "bobs")
+    assert plan.payload_table == "main.default.bobs_payload"
 
 
 def test_permissions_api(api: RunningServer) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 from deltalake import DeltaTable
-from upstream_stub import external_entity, start_stub
 
 from conftest import free_port
+from upstream_stub import external_entity, start_stub
 
 TOKEN = "bstp_" + "d" * 40
 

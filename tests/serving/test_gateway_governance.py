@@ -12,11 +12,11 @@ import httpx
 import openai
 import pytest
 from deltalake import DeltaTable
-from upstream_stub import StubServer, external_entity, start_stub
 
 from bastion.observability.tracing import SPANS
 from bastion.tables.system import location
 from conftest import RunningServer, create_user
+from upstream_stub import StubServer, external_entity, start_stub
 
 PII_REPLY = "Sure: write to bob.jones@example.com or call +1 415-555-0134."
 

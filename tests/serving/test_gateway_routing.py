@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from upstream_stub import StubServer, start_stub
-from upstream_stub import external_entity as external
 
 from conftest import RunningServer
+from upstream_stub import StubServer, start_stub
+from upstream_stub import external_entity as external
 
 UC = "/api/2.1/unity-catalog"
 

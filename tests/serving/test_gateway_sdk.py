@@ -9,12 +9,12 @@ import anthropic
 import httpx
 import openai
 import pytest
-from upstream_stub import external_entity, start_stub  # tests/serving/upstream_stub.py
 
 from bastion.bootstrap import initialize
 from bastion.platform import Platform
 from bastion.serving.control.bootstrap import bootstrap_default_model
 from conftest import RunningServer, ServerThread, create_user, make_settings
+from upstream_stub import external_entity, start_stub  # tests/serving/upstream_stub.py
 
 PROMPT = "Name one colour of the rainbow."
 

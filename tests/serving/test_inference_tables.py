@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 from bastion import sql
 from conftest import RunningServer, create_user
+from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 UC = "/api/2.1/unity-catalog"
 

@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from deltalake import DeltaTable
-from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 from bastion.bootstrap import initialize
 from bastion.errors import InvalidRequest
@@ -33,6 +32,7 @@ from bastion.serving.gateway.app import Attempt, Exchange
 from bastion.serving.protocols import ChatRequest, ClientApi
 from bastion.tables.system import location
 from conftest import RunningServer, ServerThread, make_settings
+from upstream_stub import StubServer, deploy_stub_model, start_stub
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from bastion.serving.workers import WorkerSpec, WorkerState, WorkerSupervisor
 
-STUB = str(Path(__file__).with_name("upstream_stub.py"))
+STUB = str(Path(__file__).parent.parent / "upstream_stub.py")
 
 
 def stub_spec(key: str = "stub/1", reply: str = "hello from the stub") -> WorkerSpec:

@@ -204,6 +204,20 @@ class Authorizer:
             return False, (privilege, node)
         return True, None
 
+    def sees_grantee(self, caller: Caller, node: Node, grantee: str) -> bool:
+        """Whether a listing of ``node``'s grants may show those made to ``grantee``.
+
+        Databricks' ``SHOW GRANTS`` rule, used by every listing (the permissions REST APIs,
+        ``SHOW GRANTS``, ``information_schema.table_privileges``, endpoint ACLs): admins,
+        owners and those who may manage the object's grants see every grantee; anyone else
+        sees only the grants made to themselves and to the groups they belong to.
+        """
+        return (
+            grantee == caller.name
+            or grantee in caller.groups
+            or self.can_manage_grants(caller, node)
+        )
+
     def can_manage_grants(self, caller: Caller, node: Node) -> bool:
         """Admins, owners of the object or its containers, and holders of ``MANAGE``."""
         if node.type in (SecurableType.SERVING_ENDPOINT, SecurableType.APP):

@@ -80,6 +80,30 @@ def parse_name(securable_type: SecurableType, full_name: str) -> str:
     return ".".join(validate_part(p, f"{securable_type.label} name part") for p in parts)
 
 
+_NOT_IDENTIFIER = re.compile(r"[^a-z0-9_]+")
+
+
+def derived_part(text: str) -> str:
+    """A name part derived from another name (an endpoint's, a model's): lower case, every run
+    of characters other than letters, digits and ``_`` replaced by ``_``, so that the result
+    can be written in SQL unquoted (``my-endpoint`` → ``my_endpoint``).
+
+    >>> derived_part("Kyoto-Agent.v2")
+    'kyoto_agent_v2'
+    """
+    part = _NOT_IDENTIFIER.sub("_", text.strip().lower()).strip("_")[:200]
+    return part or "unnamed"
+
+
+def quote_name(full_name: str) -> str:
+    """A dotted name with every part back-quoted, for SQL that Bastion generates.
+
+    >>> quote_name("main.default.my-ep_payload")
+    '`main`.`default`.`my-ep_payload`'
+    """
+    return ".".join("`" + part.replace("`", "``") + "`" for part in full_name.split("."))
+
+
 def parent_name(securable_type: SecurableType, full_name: str) -> tuple[SecurableType, str] | None:
     if securable_type.depth == 2:
         return SecurableType.CATALOG, full_name.split(".")[0]

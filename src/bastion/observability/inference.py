@@ -1,13 +1,13 @@
 """Inference logging: one payload row per request, plus usage and served-entity rows.
 
 Rows go to the durable writer (an ``os.write`` to its log; Delta commits happen in the
-background), so logging costs the request microseconds and loses nothing on a crash. Each
-endpoint's payload table is registered in the catalog the first time the endpoint serves.
+background), so logging costs the request microseconds and loses nothing on a crash. Rows go
+only to the payload table bound to the endpoint that served them (see
+:mod:`bastion.observability.payload_tables`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from datetime import UTC, datetime
@@ -15,30 +15,21 @@ from typing import Any
 
 import orjson
 
-from bastion.bootstrap import ADMIN_USER, register_system_table
-from bastion.errors import AlreadyExists, BastionError
+from bastion.errors import BastionError, Conflict
+from bastion.governance.securables import SecurableType
+from bastion.observability.payload_tables import (
+    bind_payload_table,
+    bound_payload_tables,
+    payload_table_name,
+)
 from bastion.platform import Platform
 from bastion.serving.gateway.app import Exchange
-from bastion.tables.system import (
-    ENDPOINT_USAGE,
-    SERVED_ENTITIES,
-    location,
-    payload_table,
-)
+from bastion.tables.system import ENDPOINT_USAGE, SERVED_ENTITIES, location, payload_table
 
 logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 SCAN_TYPES = frozenset({"normal", "redteam", "eval"})
-
-
-def payload_table_name(endpoint: str, config: dict[str, Any] | None) -> str:
-    """``<catalog>.<schema>.<prefix>_payload`` from ``inference_table_config``, or the default."""
-    config = config or {}
-    catalog = config.get("catalog_name") or "main"
-    schema = config.get("schema_name") or "default"
-    prefix = config.get("table_name_prefix") or endpoint.replace("-", "_")
-    return f"{catalog}.{schema}.{prefix}_payload".lower()
 
 
 def _capped(data: str | None, code: str, errors: list[str]) -> str | None:
@@ -52,7 +43,8 @@ class InferenceLogger:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self._writer = platform.writer
-        self._ready: dict[str, str] = {}  # endpoint -> payload table name
+        # endpoint -> (payload table, endpoint id, metastore generation it was checked at)
+        self._bound: dict[str, tuple[str, int, int]] = {}
         self._entities: set[str] = set()
         self._lock = threading.Lock()
         for table in (ENDPOINT_USAGE, SERVED_ENTITIES):
@@ -60,42 +52,55 @@ class InferenceLogger:
         self._replay_payload_logs()
 
     def _replay_payload_logs(self) -> None:
-        """Register payload tables that have rows left in the log by an earlier process."""
+        """Replay rows an earlier process left in the log, into tables still bound to an
+        endpoint. Rows of a table that is no longer a payload table stay in the log."""
         tables = self._writer.wal_dir / "tables"
-        for directory in sorted(tables.glob("*_payload")) if tables.exists() else []:
-            if any(directory.iterdir()):
-                self._ensure_table(directory.name)
+        if not tables.exists():
+            return
+        bound = set(bound_payload_tables(self._platform))
+        for directory in sorted(tables.glob("*_payload")):
+            if not any(directory.iterdir()):
+                continue
+            if directory.name in bound:
+                spec = payload_table(directory.name).spec(self._platform.settings.warehouse_dir)
+                self._writer.register(spec)
+            else:
+                logger.warning(
+                    "rows for %s stay in the write-ahead log: no endpoint's payload table "
+                    "has that name now",
+                    directory.name,
+                )
 
-    def _payload_table(self, endpoint: str, plan: Any) -> str:
-        name = self._ready.get(endpoint)
-        if name is not None:
-            return name
+    def _payload_table(self, endpoint: str, plan: Any) -> str | None:
+        """The table bound to the endpoint that served this request (created if missing);
+        checked again whenever the catalog changes. None: the name belongs to another table."""
+        generation = self._platform.metastore.generation
+        endpoint_id = int(getattr(plan, "endpoint_id", 0))
+        cached = self._bound.get(endpoint)
+        if cached is not None and cached[1:] == (endpoint_id, generation):
+            return cached[0]
         with self._lock:
-            name = self._ready.get(endpoint)
-            if name is None:
-                ai_gateway = getattr(plan, "ai_gateway", None) or {}
-                inference = getattr(plan, "inference_table", None)
-                if inference:
-                    config = {
-                        "catalog_name": inference[0],
-                        "schema_name": inference[1],
-                        "table_name_prefix": inference[2],
-                    }
-                else:
-                    config = ai_gateway.get("inference_table_config") or {}
-                name = payload_table_name(endpoint, config)
-                self._ensure_table(name)
-                self._ready[endpoint] = name
+            name = str(getattr(plan, "payload_table", "") or payload_table_name(endpoint, {}, {}))
+            node = self._platform.authorizer.snapshot().by_name.get(
+                (SecurableType.SERVING_ENDPOINT, endpoint)
+            )
+            if node is None:
+                return None  # deleted while the request ran
+            owner = self._platform.identity_cache.snapshot().principals.get(node.owner_id)
+            try:
+                bind_payload_table(
+                    self._platform,
+                    name,
+                    endpoint_id=endpoint_id,
+                    owner_id=node.owner_id,
+                    created_by=owner.name if owner else "bastion",
+                )
+            except Conflict as exc:
+                logger.error("not logging requests of endpoint %s: %s", endpoint, exc.message)
+                return None
+            self._writer.register(payload_table(name).spec(self._platform.settings.warehouse_dir))
+            self._bound[endpoint] = (name, endpoint_id, self._platform.metastore.generation)
         return name
-
-    def _ensure_table(self, full_name: str) -> None:
-        """Register the payload table in the catalog (owned by admin) and with the writer."""
-        table = payload_table(full_name)
-        admin = self._platform.identity.find(ADMIN_USER)
-        owner = admin.id if admin else 1
-        with contextlib.suppress(AlreadyExists):  # another replica registered it just now
-            register_system_table(self._platform, table, owner)
-        self._writer.register(table.spec(self._platform.settings.warehouse_dir))
 
     def log(self, exchange: Exchange) -> None:
         try:
@@ -129,38 +134,39 @@ class InferenceLogger:
         entity_id = getattr(entity, "served_entity_id", None)
         table = self._payload_table(exchange.endpoint, plan)
         requester = exchange.caller.name if exchange.caller else None
-        self._writer.append(
-            table,
-            {
-                "request_id": exchange.request_id,
-                "client_request_id": client_request_id,
-                "request_date": when.date(),
-                "request_time": when,
-                "status_code": exchange.status,
-                "sampling_fraction": 1.0,
-                "execution_duration_ms": int(exchange.upstream_s * 1000),
-                "total_duration_ms": int(exchange.total_ms),
-                "request": request_text,
-                "response": response_text,
-                "logging_error_codes": errors,
-                "served_entity_id": entity_id,
-                "served_entity_name": getattr(entity, "served_entity_name", None),
-                "model_name": getattr(entity, "model_name", None),
-                "model_version": getattr(entity, "model_version", None),
-                "endpoint_name": exchange.endpoint,
-                "requester": requester,
-                "api": exchange.api.value,
-                "stream": bool(chat.stream) if chat else False,
-                "input_tokens": exchange.input_tokens,
-                "output_tokens": exchange.output_tokens,
-                "environment": (getattr(plan, "tags", None) or {}).get("environment"),
-                "scan_type": scan_type,
-                "scan_id": headers.get("x-bastion-scan-id"),
-                "trace_id": exchange.trace_id,
-                "usage_context": usage_context,
-                "tags": dict(getattr(plan, "tags", None) or {}),
-            },
-        )
+        if table is not None:
+            self._writer.append(
+                table,
+                {
+                    "request_id": exchange.request_id,
+                    "client_request_id": client_request_id,
+                    "request_date": when.date(),
+                    "request_time": when,
+                    "status_code": exchange.status,
+                    "sampling_fraction": 1.0,
+                    "execution_duration_ms": int(exchange.upstream_s * 1000),
+                    "total_duration_ms": int(exchange.total_ms),
+                    "request": request_text,
+                    "response": response_text,
+                    "logging_error_codes": errors,
+                    "served_entity_id": entity_id,
+                    "served_entity_name": getattr(entity, "served_entity_name", None),
+                    "model_name": getattr(entity, "model_name", None),
+                    "model_version": getattr(entity, "model_version", None),
+                    "endpoint_name": exchange.endpoint,
+                    "requester": requester,
+                    "api": exchange.api.value,
+                    "stream": bool(chat.stream) if chat else False,
+                    "input_tokens": exchange.input_tokens,
+                    "output_tokens": exchange.output_tokens,
+                    "environment": (getattr(plan, "tags", None) or {}).get("environment"),
+                    "scan_type": scan_type,
+                    "scan_id": headers.get("x-bastion-scan-id"),
+                    "trace_id": exchange.trace_id,
+                    "usage_context": usage_context,
+                    "tags": dict(getattr(plan, "tags", None) or {}),
+                },
+            )
         self._writer.append(
             ENDPOINT_USAGE.full_name,
             {

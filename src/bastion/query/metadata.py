@@ -237,23 +237,22 @@ def _table_privileges(platform: Platform, caller: Caller, catalog: str | None) -
     """Grants on visible tables: all of them for those who manage grants, else the caller's."""
     names = {pid: n for n, pid in _principal_ids(platform).items()}
     snap = platform.authorizer.snapshot()
-    mine = caller.principal_ids
     rows = []
     for info, c, s, t in _relation_rows(platform, caller, catalog):
         node = snap.by_name.get((info.type, info.full_name))
         if node is None:
             continue
-        manager = platform.authorizer.can_manage_grants(caller, node)
         current: Node | None = node
         while current is not None:
             for principal_id, privileges in snap.grants.get(current.id, {}).items():
-                if not manager and principal_id not in mine:
+                grantee = names.get(principal_id)
+                if grantee is None or not platform.authorizer.sees_grantee(caller, node, grantee):
                     continue
                 for privilege in sorted(privileges & APPLICABLE[SecurableType.TABLE]):
                     rows.append(
                         {
                             "grantor": names.get(current.owner_id),
-                            "grantee": names.get(principal_id),
+                            "grantee": grantee,
                             "table_catalog": c,
                             "table_schema": s,
                             "table_name": t,
@@ -404,7 +403,8 @@ def show_grants(
         (who, privilege.sql)
         for who, privileges in platform.governance.grants(node.id).items()
         for privilege in privileges
-        if principal is None or who == principal
+        if (principal is None or who == principal)
+        and platform.authorizer.sees_grantee(caller, node, who)
     ]
     return pa.table(
         {

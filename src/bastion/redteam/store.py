@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bastion.errors import AlreadyExists, BastionError, NotFound
+from bastion.governance.securables import quote_name
 from bastion.redteam.models import (
     AttackResult,
     Complexity,
@@ -140,20 +141,11 @@ _PAYLOAD_COLUMNS = (
 
 
 def payload_tables(platform: Platform) -> list[str]:
-    """Payload tables registered in the catalog (``*_payload`` with the payload columns)."""
-    from bastion.governance.securables import SecurableType
+    """Endpoints' payload tables: only tables bound to an endpoint, never a user's table that
+    merely has a ``_payload`` name and the right columns (its rows would join scans)."""
+    from bastion.observability.payload_tables import bound_payload_tables
 
-    names = []
-    for info in platform.governance.list_securables(SecurableType.TABLE):
-        props = info.properties or {}
-        columns = {c.get("name") for c in props.get("columns") or [] if isinstance(c, dict)}
-        if (
-            info.full_name.endswith("_payload")
-            and props.get("table_type") != "VIEW"
-            and {"client_request_id", "scan_id", "scan_type", "request_id"} <= columns
-        ):
-            names.append(info.full_name)
-    return sorted(names)
+    return bound_payload_tables(platform)
 
 
 def results_view_sql(payloads: Sequence[str]) -> str:
@@ -163,7 +155,7 @@ def results_view_sql(payloads: Sequence[str]) -> str:
     cols = ", ".join(f"{name} AS p_{name}" for name, _ in _PAYLOAD_COLUMNS)
     if payloads:
         union = " UNION ALL ".join(
-            f"SELECT client_request_id AS p_client_request_id, {cols} FROM {name}"
+            f"SELECT client_request_id AS p_client_request_id, {cols} FROM {quote_name(name)}"
             f" WHERE scan_type = 'redteam'"
             for name in payloads
         )
@@ -171,8 +163,8 @@ def results_view_sql(payloads: Sequence[str]) -> str:
         nulls = ", ".join(f"CAST(NULL AS {kind}) AS p_{name}" for name, kind in _PAYLOAD_COLUMNS)
         union = f"SELECT CAST(NULL AS STRING) AS p_client_request_id, {nulls} WHERE 1 = 0"
     return (
-        f"CREATE OR REPLACE VIEW {RESULTS_JOINED} AS SELECT r.*, p.* "
-        f"FROM {RESULTS.full_name} AS r LEFT JOIN ({union}) AS p "
+        f"CREATE OR REPLACE VIEW {quote_name(RESULTS_JOINED)} AS SELECT r.*, p.* "
+        f"FROM {quote_name(RESULTS.full_name)} AS r LEFT JOIN ({union}) AS p "
         "ON r.client_request_id = p.p_client_request_id"
     )
 

@@ -20,12 +20,14 @@ def _welcome(settings: Settings, credentials: InitialCredentials | None) -> str:
     url = settings.base_url
     lines = [f"Bastion is starting at [bold]{url}[/bold] (home: {settings.home.resolve()})."]
     if credentials is not None:
+        supplied = "(as given in {})"
         lines += [
             "",
-            "First run: an admin was created. These are shown [bold]once[/bold]; store them now.",
+            "First run: an admin was created. Generated credentials are shown [bold]once[/bold];"
+            " store them now.",
             f"  user name:  {credentials.user_name}",
-            f"  password:   {credentials.password}",
-            f"  token:      {credentials.token}",
+            f"  password:   {credentials.password or supplied.format('BASTION_ADMIN_PASSWORD')}",
+            f"  token:      {credentials.token or supplied.format('BASTION_ADMIN_TOKEN')}",
             "",
             "Use the token from the CLI or any SDK:",
             f"  bastion configure --host {url} --token <token>",

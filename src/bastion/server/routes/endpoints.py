@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.errors import InvalidRequest, PermissionDenied
+from bastion.errors import BastionError, InvalidRequest, PermissionDenied
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name
 from bastion.governance.store import GrantChange
@@ -26,6 +26,11 @@ from bastion.serving.control.config import (
     EndpointTag,
     validate_ai_gateway,
     validate_core_config,
+)
+from bastion.serving.control.payload import (
+    bind_endpoint_payload,
+    check_payload_target,
+    endpoint_owner,
 )
 from bastion.serving.control.permissions import (
     LEVEL_DESCRIPTIONS,
@@ -153,7 +158,11 @@ def create_endpoint(
             update={"rate_limits": body.rate_limits}
         )
     gateway = validate_ai_gateway(platform, caller, name, ai_gateway)
-    record = serving_of(platform).endpoints.create(
+    check_payload_target(
+        platform, name, gateway, config, endpoint_id=None, owner_id=caller.principal_id
+    )
+    serving = serving_of(platform)
+    record = serving.endpoints.create(
         name,
         config=config,
         ai_gateway=gateway,
@@ -162,6 +171,11 @@ def create_endpoint(
         owner_id=caller.principal_id,
         creator=caller.name,
     )
+    try:
+        bind_endpoint_payload(platform, record)
+    except BastionError:  # taken between the check and now: nothing half-created stays
+        serving.endpoints.delete(record.name)
+        raise
     return endpoint_info(platform, record, Privilege.CAN_MANAGE)
 
 
@@ -200,7 +214,12 @@ def update_config(
     record = serving.endpoints.get(_name(name))
     level = _require(platform, caller, record, Privilege.CAN_MANAGE)
     config = validate_core_config(platform, caller, body)
+    owner = endpoint_owner(platform, record)
+    check_payload_target(
+        platform, record.name, record.ai_gateway, config, endpoint_id=record.id, owner_id=owner
+    )
     record = serving.endpoints.update(record.name, config=config)
+    bind_endpoint_payload(platform, record)
     return endpoint_info(platform, record, level)
 
 
@@ -216,7 +235,12 @@ def put_ai_gateway(
     record = serving.endpoints.get(_name(name))
     _require(platform, caller, record, Privilege.CAN_MANAGE)
     gateway = validate_ai_gateway(platform, caller, record.name, body)
+    owner = endpoint_owner(platform, record)
+    check_payload_target(
+        platform, record.name, gateway, record.config, endpoint_id=record.id, owner_id=owner
+    )
     record = serving.endpoints.update(record.name, ai_gateway=gateway)
+    bind_endpoint_payload(platform, record)
     return record.ai_gateway
 
 
@@ -263,7 +287,7 @@ def get_permissions(
     platform = platform_of(request)
     record = serving_of(platform).endpoints.find(name)
     _require(platform, caller, record, Privilege.CAN_VIEW)
-    return acl_document(platform, record)
+    return acl_document(platform, record, caller)
 
 
 @router.get(PERMISSIONS + "/permissionLevels", name="get_serving_endpoint_permission_levels")
@@ -304,7 +328,7 @@ def _change_permissions(
             for principal_id, levels in wanted.items()
         ]
         platform.governance.update_grants(record.securable_id, changes)
-    return acl_document(platform, record)
+    return acl_document(platform, record, caller)
 
 
 @router.patch(PERMISSIONS, name="update_serving_endpoint_permissions")

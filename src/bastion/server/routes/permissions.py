@@ -50,7 +50,8 @@ def get_permissions(
         "privilege_assignments": [
             {"principal": who, "privileges": [p.value for p in privileges]}
             for who, privileges in grants.items()
-            if principal is None or who == principal
+            if (principal is None or who == principal)
+            and platform.authorizer.sees_grantee(caller, node, who)
         ]
     }
 
@@ -114,6 +115,8 @@ def get_effective_permissions(
     while current is not None:
         for who, privileges in platform.governance.grants(current.id).items():
             if principal is not None and who != principal:
+                continue
+            if not platform.authorizer.sees_grantee(caller, node, who):
                 continue
             for privilege in privileges:
                 entry: dict[str, Any] = {"privilege": privilege.value}

@@ -17,6 +17,7 @@ from bastion.serving.control.config import (
     ServedEntityInput,
     validate_core_config,
 )
+from bastion.serving.control.payload import bind_endpoint_payload
 from bastion.serving.control.service import serving_of
 from bastion.serving.control.store import EndpointRecord
 
@@ -110,4 +111,5 @@ def bootstrap_default_model(
     platform.governance.update_grants(
         record.securable_id, [GrantChange(users.id, add=(Privilege.CAN_QUERY,))]
     )
+    bind_endpoint_payload(platform, record)
     return record

@@ -14,7 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.privileges import Privilege
-from bastion.governance.securables import SecurableType, parse_name, validate_part
+from bastion.governance.securables import (
+    SecurableType,
+    derived_part,
+    parse_name,
+    validate_part,
+)
 from bastion.identity.model import Caller
 from bastion.registry import VersionStatus, load_version, parse_external_model, validate_alias
 from bastion.secrets import parse_reference, secrets_of
@@ -258,7 +263,11 @@ def validate_ai_gateway(
                 "'inference_table_config' needs 'catalog_name' and 'schema_name' when enabled."
             )
         schema = parse_name(SecurableType.SCHEMA, f"{table.catalog_name}.{table.schema_name}")
-        prefix = validate_part(table.table_name_prefix or endpoint_name, "table name prefix")
+        prefix = (
+            validate_part(table.table_name_prefix, "table name prefix")
+            if table.table_name_prefix
+            else derived_part(endpoint_name)
+        )
         try:
             platform.authorizer.require(
                 caller, Privilege.CREATE_TABLE, SecurableType.SCHEMA, schema

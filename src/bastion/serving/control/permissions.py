@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import InvalidRequest
 from bastion.governance.privileges import Privilege
-from bastion.identity.model import ADMINS_GROUP, PrincipalKind
+from bastion.identity.model import ADMINS_GROUP, Caller, PrincipalKind
 from bastion.serving.control.store import EndpointRecord
 
 if TYPE_CHECKING:
@@ -60,8 +60,9 @@ def object_id(record: EndpointRecord) -> str:
     return f"/serving-endpoints/{record.id}"
 
 
-def acl_document(platform: Platform, record: EndpointRecord) -> dict[str, Any]:
-    """``{object_id, object_type, access_control_list: [...]}`` for the endpoint."""
+def acl_document(platform: Platform, record: EndpointRecord, caller: Caller) -> dict[str, Any]:
+    """``{object_id, object_type, access_control_list: [...]}`` for the endpoint, with the
+    entries ``caller`` may see (everyone's for CAN_MANAGE, else their own and their groups')."""
     snapshot = platform.authorizer.snapshot()
     node = snapshot.nodes.get(record.securable_id)
     owner_id = node.owner_id if node is not None else None
@@ -75,6 +76,8 @@ def acl_document(platform: Platform, record: EndpointRecord) -> dict[str, Any]:
     for principal_id, mine in sorted(levels.items()):
         record_ = principals.get(principal_id)
         if record_ is None or not mine:
+            continue
+        if node is None or not platform.authorizer.sees_grantee(caller, node, record_.name):
             continue
         top = max(mine, key=LEVELS.index)
         entries.append(

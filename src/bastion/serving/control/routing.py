@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import BastionError, NotFound, Unavailable
+from bastion.observability.payload_tables import payload_table_name
 from bastion.registry import ArtifactKind, ExternalModel, ModelRegistry, parse_external_model
 from bastion.secrets import SecretStore
 from bastion.serving.control.store import EndpointRecord, EndpointStore
@@ -69,7 +70,7 @@ class RoutePlan:
     fallback: bool
     config_version: int
     tags: dict[str, str]
-    inference_table: tuple[str, str, str] | None
+    payload_table: str
     ai_gateway: dict[str, Any]
     endpoint_id: int = 0
     #: Parsed from ``ai_gateway`` once per config version; None where none are set.
@@ -270,21 +271,6 @@ class EndpointRouter:
         except BastionError as exc:  # stored before a rule tightened: refuse, never serve open
             message = f"ai_gateway: {exc.message}"
             return None, replace(state, ready="NOT_READY", message=message)
-        table = gateway.get("inference_table_config") or {}
-        capture = record.config.get("auto_capture_config") or {}
-        inference_table: tuple[str, str, str] | None = None
-        if table.get("enabled"):
-            inference_table = (
-                table["catalog_name"],
-                table["schema_name"],
-                table.get("table_name_prefix") or record.name,
-            )
-        elif capture.get("enabled") and capture.get("catalog_name") and capture.get("schema_name"):
-            inference_table = (
-                capture["catalog_name"],
-                capture["schema_name"],
-                capture.get("table_name_prefix") or record.name,
-            )
         plan = RoutePlan(
             endpoint_name=record.name,
             entities=tuple(upstreams),
@@ -292,7 +278,7 @@ class EndpointRouter:
             fallback=bool((gateway.get("fallback_config") or {}).get("enabled")),
             config_version=record.config_version,
             tags=dict(record.tags),
-            inference_table=inference_table,
+            payload_table=payload_table_name(record.name, gateway, record.config),
             ai_gateway=gateway,
             endpoint_id=record.id,
             guardrails=guardrails,
