@@ -45,7 +45,7 @@ class Platform:
         self.metastore = Metastore(engine)
         self.identity = IdentityStore(self.metastore, self.clock)
         self.governance = GovernanceStore(self.metastore, self.clock)
-        self.identity_cache = IdentityCache(self.metastore)
+        self.identity_cache = IdentityCache(self.metastore, self.clock)
         self.codec = JwtCodec(load_or_create_key(settings.resolved_secret_key_file), self.clock)
         self.authenticator = Authenticator(self.identity_cache, self.codec, self.clock)
         self.authorizer = Authorizer(self.metastore, on_decision=self._audit_decision)

@@ -119,10 +119,15 @@ def test_scan_fails_fast_and_resumes(
         }
     )
     with BastionClient(rt_server.url, alice) as c:
+        credential = c.request(
+            "POST",
+            "/api/2.0/redteam/scans/rtresume1/credentials",
+            json={"endpoint_name": ENDPOINT},
+        )["token_value"]
         scanner = Scanner(
             config,
             host=rt_server.url,
-            token=alice,
+            token=credential,
             scan_id="rtresume1",
             sink=HttpSink(c, "rtresume1"),
             checkpoint=Checkpoint(checkpoint_path(tmp_path, "rtresume1")),

@@ -23,6 +23,7 @@ from bastion.errors import BastionError, InvalidRequest
 from bastion.redteam.endpoint import EndpointChatModel
 from bastion.redteam.evaluate import evaluate_file, make_judge
 from bastion.redteam.models import AttackResult
+from bastion.redteam.objectives import read_seed_file
 from bastion.redteam.progress import RichScanProgress, scorecard_table
 from bastion.redteam.scan import (
     Checkpoint,
@@ -208,9 +209,12 @@ def scan(
         "threshold": threshold,
         "seed": seed,
         "max_tokens": max_tokens,
-        "objectives_file": str(objectives) if objectives else None,
     }
     given = {k: v for k, v in options.items() if v is not None}
+    if objectives is not None:  # read here, on the user's machine: the server opens no path
+        with _errors():
+            given["seed_prompts"] = read_seed_file(objectives)
+        given["objectives_file"] = objectives.name
     directory = output.parent if output else Path.cwd()
     with client() as c:
         profile = load_profile()
@@ -227,10 +231,14 @@ def scan(
             scan_id = new_scan_id()
             checkpoint = Checkpoint(checkpoint_path(directory, scan_id))
         progress = None if quiet else RichScanProgress(scan_id, console=err_console)
+        # The scan's own credential: the gateway tags its requests as this scan's.
+        credential = c.request(
+            "POST", _path(scan_id, "/credentials"), json={"endpoint_name": config.endpoint}
+        )["token_value"]
         scanner = Scanner(
             config,
             host=profile.host,
-            token=profile.token or "",
+            token=credential,
             scan_id=scan_id,
             sink=HttpSink(c, scan_id),
             checkpoint=checkpoint,

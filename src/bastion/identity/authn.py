@@ -11,14 +11,23 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from bastion.clock import Clock
+from bastion.clock import Clock, SystemClock
 from bastion.errors import Unauthenticated
 from bastion.identity.credentials import PAT_PREFIX, hash_token
-from bastion.identity.jwt_codec import JwtCodec
+from bastion.identity.jwt_codec import AccessClaims, JwtCodec
 from bastion.identity.model import Caller, PrincipalKind, PrincipalRecord
-from bastion.identity.store import _record, token_record
+from bastion.identity.store import IdentityStore, _record, token_record
 from bastion.metastore.db import Metastore
 from bastion.metastore.models import MembershipRow, PrincipalRow, TokenRow
+
+
+@dataclass(frozen=True)
+class PatEntry:
+    principal_id: int
+    expires_at: int | None
+    scopes: tuple[str, ...] | None
+    token_id: str
+    attributes: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -27,7 +36,11 @@ class IdentitySnapshot:
     principals: dict[int, PrincipalRecord]
     by_name: dict[str, PrincipalRecord]
     group_closure: dict[int, frozenset[int]]
-    pats: dict[str, tuple[int, int | None, tuple[str, ...] | None, str]]
+    pats: dict[str, PatEntry]
+    #: Live login sessions (id → principal id); JWTs of other sessions are refused.
+    sessions: dict[str, int] = field(default_factory=dict)
+    #: Principal id → instant (ms) before which its access tokens are refused.
+    not_before: dict[int, int] = field(default_factory=dict)
     callers: dict[tuple[int, tuple[str, ...] | None, str | None], Caller] = field(
         default_factory=dict
     )
@@ -45,8 +58,9 @@ def _closure(direct: dict[int, set[int]], principal_id: int) -> frozenset[int]:
 
 
 class IdentityCache:
-    def __init__(self, metastore: Metastore) -> None:
+    def __init__(self, metastore: Metastore, clock: Clock | None = None) -> None:
         self._metastore = metastore
+        self._clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._snapshot: IdentitySnapshot | None = None
 
@@ -68,19 +82,51 @@ class IdentityCache:
             direct: dict[int, set[int]] = {}
             for m in session.scalars(select(MembershipRow)):
                 direct.setdefault(m.member_id, set()).add(m.group_id)
-            pats = {}
+            pats: dict[str, PatEntry] = {}
+            sessions: dict[str, int] = {}
             for row in session.scalars(
-                select(TokenRow).where(TokenRow.kind == "pat", TokenRow.revoked_at.is_(None))
+                select(TokenRow).where(
+                    TokenRow.kind.in_(("pat", "session")), TokenRow.revoked_at.is_(None)
+                )
             ):
                 rec = token_record(row)
-                pats[row.token_hash] = (rec.principal_id, rec.expires_at, rec.scopes, rec.token_id)
+                if rec.kind == "session":
+                    sessions[rec.token_id] = rec.principal_id
+                    continue
+                pats[row.token_hash] = PatEntry(
+                    rec.principal_id,
+                    rec.expires_at,
+                    rec.scopes,
+                    rec.token_id,
+                    tuple(sorted(rec.attributes.items())),
+                )
+            not_before = {
+                row.id: row.sessions_not_before
+                for row in session.scalars(
+                    select(PrincipalRow).where(PrincipalRow.sessions_not_before.is_not(None))
+                )
+                if row.sessions_not_before is not None
+            }
         return IdentitySnapshot(
             generation=generation,
             principals=principals,
             by_name={p.name: p for p in principals.values()},
             group_closure={pid: _closure(direct, pid) for pid in principals},
             pats=pats,
+            sessions=sessions,
+            not_before=not_before,
         )
+
+    def session_live(self, session_id: str, principal_id: int) -> bool:
+        """A session this snapshot does not know yet (started on another replica since it was
+        loaded): ask the metastore, once per snapshot."""
+        snap = self.snapshot()
+        if session_id in snap.sessions:
+            return snap.sessions[session_id] == principal_id
+        live = IdentityStore(self._metastore, self._clock).session_live(session_id, principal_id)
+        if live:
+            snap.sessions[session_id] = principal_id
+        return live
 
     def caller(
         self,
@@ -89,6 +135,8 @@ class IdentityCache:
         *,
         token_id: str | None = None,
         credential: str = "pat",
+        session_id: str | None = None,
+        attributes: tuple[tuple[str, str], ...] = (),
     ) -> Caller:
         snap = self.snapshot()
         key = (principal_id, scopes, token_id)
@@ -109,6 +157,8 @@ class IdentityCache:
             scopes=frozenset(scopes) if scopes is not None else None,
             token_id=token_id,
             credential=credential,
+            extra=dict(attributes),
+            session_id=session_id,
         )
         if len(snap.callers) < 100_000:
             snap.callers[key] = caller
@@ -128,16 +178,41 @@ class Authenticator:
             entry = self._cache.snapshot().pats.get(hash_token(raw))
             if entry is None:
                 raise Unauthenticated("Invalid access token.")
-            principal_id, expires_at, scopes, token_id = entry
-            if expires_at is not None and expires_at <= self._clock.now() * 1000:
+            if entry.expires_at is not None and entry.expires_at <= self._clock.now() * 1000:
                 raise Unauthenticated("The access token has expired; create a new one.")
-            return self._cache.caller(principal_id, scopes, token_id=token_id)
+            return self._cache.caller(
+                entry.principal_id,
+                entry.scopes,
+                token_id=entry.token_id,
+                attributes=entry.attributes,
+            )
         if raw.count(".") == 2:
             claims = self._codec.decode(raw)
+            self._check_session(claims)
             return self._cache.caller(
-                claims.principal_id, claims.scopes, token_id=claims.token_id, credential="oauth"
+                claims.principal_id,
+                claims.scopes,
+                token_id=claims.token_id,
+                credential="oauth",
+                session_id=claims.session_id,
             )
         raise Unauthenticated("Invalid access token.")
+
+    def _check_session(self, claims: AccessClaims) -> None:
+        """An access token lives only as long as its login session; one without a session
+        (issued by the platform to its own agents) never outlives a password change or a
+        disable of its principal."""
+        snap = self._cache.snapshot()
+        sid = claims.session_id
+        if sid is None:
+            not_before = snap.not_before.get(claims.principal_id)
+            if not_before is not None and claims.issued_at * 1000 < not_before:
+                raise Unauthenticated("The credentials of this principal were reset.")
+            return
+        if snap.sessions.get(sid) == claims.principal_id:
+            return
+        if not self._cache.session_live(sid, claims.principal_id):
+            raise Unauthenticated("The session of this access token has ended; log in again.")
 
     def principal(self, name: str) -> PrincipalRecord | None:
         return self._cache.snapshot().by_name.get(name)

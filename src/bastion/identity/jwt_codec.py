@@ -33,6 +33,8 @@ class AccessClaims:
     scopes: tuple[str, ...] | None
     expires_at: int
     token_id: str
+    issued_at: int = 0
+    session_id: str | None = None
 
 
 class JwtCodec:
@@ -51,8 +53,16 @@ class JwtCodec:
         self._verified: dict[str, AccessClaims] = {}
 
     def issue(
-        self, principal_id: int, scopes: tuple[str, ...] | None, ttl_s: int, **extra: str
+        self,
+        principal_id: int,
+        scopes: tuple[str, ...] | None,
+        ttl_s: int,
+        *,
+        session_id: str | None = None,
+        **extra: str,
     ) -> tuple[str, int]:
+        """A signed access token; ``session_id`` ties it to a login session (``sid``), which
+        ends it when the session is revoked."""
         now = int(self._clock.now())
         claims: dict[str, object] = {
             "iss": ISSUER,
@@ -63,6 +73,8 @@ class JwtCodec:
             "scope": " ".join(scopes) if scopes is not None else "all-apis",
             **extra,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self._key, algorithm="HS256"), now + ttl_s
 
     def decode(self, token: str) -> AccessClaims:
@@ -94,9 +106,14 @@ class JwtCodec:
             raise Unauthenticated("Invalid access token.") from None
         scope = str(claims.get("scope", ""))
         scopes = None if scope == "all-apis" else tuple(scope.split())
-        return AccessClaims(
-            principal_id=int(claims["sub"]),
-            scopes=scopes,
-            expires_at=int(claims["exp"]),
-            token_id=str(claims.get("jti", "")),
-        )
+        try:
+            return AccessClaims(
+                principal_id=int(claims["sub"]),
+                scopes=scopes,
+                expires_at=int(claims["exp"]),
+                token_id=str(claims.get("jti", "")),
+                issued_at=int(claims.get("iat") or 0),
+                session_id=str(claims["sid"]) if claims.get("sid") else None,
+            )
+        except (TypeError, ValueError):
+            raise Unauthenticated("Invalid access token.") from None

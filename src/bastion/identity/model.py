@@ -8,6 +8,8 @@ from enum import StrEnum
 ADMINS_GROUP = "admins"
 USERS_GROUP = "users"
 ALL_SCOPES = "all-apis"
+# Credential attribute: the red-team scan a credential was minted for (server-set only).
+SCAN_ATTRIBUTE = "redteam_scan"
 # Scopes every credential has, as in Databricks (they cannot be requested or withheld).
 DEFAULT_SCOPES = frozenset({"iam.current-user:read", "iam.access-control:read"})
 
@@ -39,6 +41,9 @@ class TokenRecord:
     created_at: int
     expires_at: int | None
     revoked_at: int | None
+    parent_id: str | None = None
+    session_id: str | None = None
+    attributes: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,13 @@ class Caller:
     token_id: str | None = None
     credential: str = "pat"
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    #: The OAuth login session an access token belongs to (None for PATs).
+    session_id: str | None = None
+
+    @property
+    def credential_id(self) -> str | None:
+        """What a credential created by this caller descends from: the PAT, or the session."""
+        return self.session_id if self.credential == "oauth" else self.token_id
 
     @property
     def is_admin(self) -> bool:

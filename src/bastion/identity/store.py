@@ -64,6 +64,9 @@ def token_record(row: TokenRow) -> TokenRecord:
         created_at=row.created_at,
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
+        parent_id=row.parent_id,
+        session_id=row.session_id,
+        attributes=json.loads(row.attributes) if row.attributes else {},
     )
 
 
@@ -159,9 +162,12 @@ class IdentityStore:
                     raise InvalidRequest("Invalid display name: 1-255 printable characters.")
                 row.display_name = display_name
             if active is not None:
+                if row.active and not active:  # disabling ends every credential it had
+                    self._end_credentials(session, row, sessions_only=False)
                 row.active = active
             if password is not None:
                 row.password_hash = hash_password(password)
+                self._end_credentials(session, row, sessions_only=True)
             if external_id is not None:
                 row.external_id = external_id
             self._metastore.bump_version(session)
@@ -208,6 +214,7 @@ class IdentityStore:
             if row is None or row.kind != PrincipalKind.SERVICE_PRINCIPAL.value:
                 raise NotFound(f"No service principal with id {principal_id}.")
             row.secret_hash = hash_password(secret)
+            self._end_credentials(session, row, sessions_only=True)  # the old secret's logins
             self._metastore.bump_version(session)
             session.commit()
         return secret
@@ -287,8 +294,16 @@ class IdentityStore:
         comment: str | None = None,
         scopes: tuple[str, ...] | None = None,
         value: str | None = None,
+        parent_id: str | None = None,
+        session_id: str | None = None,
+        attributes: dict[str, str] | None = None,
     ) -> tuple[str, TokenRecord]:
-        """Create a credential; the raw value is returned once and only its hash is stored."""
+        """Create a credential; the raw value is returned once and only its hash is stored.
+
+        ``parent_id`` is the credential it is created with (a PAT's id or a session's id):
+        revoking that one revokes this one too. ``attributes`` are server-set facts the
+        credential carries (a caller never chooses them).
+        """
         raw = value or new_token(prefix)
         created = now_ms(self._clock)
         row = TokenRow(
@@ -300,6 +315,9 @@ class IdentityStore:
             scopes=json.dumps(list(scopes)) if scopes is not None else None,
             created_at=created,
             expires_at=created + lifetime_s * 1000 if lifetime_s else None,
+            parent_id=parent_id,
+            session_id=session_id,
+            attributes=json.dumps(attributes, sort_keys=True) if attributes else None,
         )
         with self._metastore.session() as session:
             if session.get(PrincipalRow, principal_id) is None:
@@ -311,6 +329,34 @@ class IdentityStore:
             except IntegrityError:
                 raise AlreadyExists("That token value is already in use.") from None
             return raw, token_record(row)
+
+    def start_session(
+        self, principal_id: int, *, lifetime_s: int, scopes: tuple[str, ...] | None
+    ) -> TokenRecord:
+        """A login session: the OAuth access and refresh tokens of one login carry its id."""
+        _raw, record = self.create_token(
+            principal_id, kind="session", prefix="", lifetime_s=lifetime_s, scopes=scopes
+        )
+        return record
+
+    def extend_session(self, session_id: str, lifetime_s: int) -> None:
+        with self._metastore.session() as session:
+            row = session.get(TokenRow, session_id)
+            if row is not None and row.kind == "session" and row.revoked_at is None:
+                row.expires_at = now_ms(self._clock) + lifetime_s * 1000
+                session.commit()
+
+    def session_live(self, session_id: str, principal_id: int) -> bool:
+        """Whether the login session exists, belongs to the principal and has not ended."""
+        with self._metastore.session() as session:
+            row = session.get(TokenRow, session_id)
+            return (
+                row is not None
+                and row.kind == "session"
+                and row.principal_id == principal_id
+                and row.revoked_at is None
+                and (row.expires_at is None or row.expires_at > now_ms(self._clock))
+            )
 
     def list_tokens(self, principal_id: int | None, kind: str = "pat") -> list[TokenRecord]:
         with self._metastore.session() as session:
@@ -325,6 +371,8 @@ class IdentityStore:
             return token_record(row) if row else None
 
     def revoke_token(self, token_id: str, principal_id: int | None) -> None:
+        """Revoke a credential and everything created through it (a refresh token ends its
+        whole login session)."""
         with self._metastore.session() as session:
             row = session.get(TokenRow, token_id)
             if (
@@ -333,6 +381,60 @@ class IdentityStore:
                 or (principal_id is not None and row.principal_id != principal_id)
             ):
                 raise NotFound(f"No token with id {token_id!r}.")
-            row.revoked_at = now_ms(self._clock)
+            roots = [row.session_id] if row.kind == "refresh" and row.session_id else [row.id]
+            self._revoke_tree(session, roots)
             self._metastore.bump_version(session)
             session.commit()
+
+    def rotate_refresh_token(self, token_id: str) -> None:
+        """Spend a refresh token (its session goes on with the next one)."""
+        with self._metastore.session() as session:
+            row = session.get(TokenRow, token_id)
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = now_ms(self._clock)
+                self._metastore.bump_version(session)
+                session.commit()
+
+    def end_session(self, session_id: str) -> None:
+        with self._metastore.session() as session:
+            self._revoke_tree(session, [session_id])
+            self._metastore.bump_version(session)
+            session.commit()
+
+    def _revoke_tree(self, session: Session, roots: list[str]) -> None:
+        """Revoke ``roots`` and, transitively, every credential whose parent or session is
+        one of them."""
+        now = now_ms(self._clock)
+        pending, seen = list(roots), set()
+        while pending:
+            batch = [r for r in pending if r not in seen]
+            seen.update(batch)
+            if not batch:
+                break
+            rows = session.scalars(
+                select(TokenRow).where(
+                    TokenRow.id.in_(batch)
+                    | TokenRow.parent_id.in_(batch)
+                    | TokenRow.session_id.in_(batch)
+                )
+            ).all()
+            pending = []
+            for token in rows:
+                if token.revoked_at is None:
+                    token.revoked_at = now
+                if token.id not in seen:
+                    pending.append(token.id)
+
+    def _end_credentials(self, session: Session, row: PrincipalRow, *, sessions_only: bool) -> None:
+        """A password change (``sessions_only``) ends every login session of the principal and
+        what was created through them; disabling ends every credential it holds."""
+        row.sessions_not_before = now_ms(self._clock)
+        kinds = ("session", "refresh") if sessions_only else ("session", "refresh", "pat")
+        roots = session.scalars(
+            select(TokenRow.id).where(
+                TokenRow.principal_id == row.id,
+                TokenRow.kind.in_(kinds),
+                TokenRow.revoked_at.is_(None),
+            )
+        ).all()
+        self._revoke_tree(session, list(roots))

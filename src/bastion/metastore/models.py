@@ -33,6 +33,8 @@ class PrincipalRow(Base):
     secret_hash: Mapped[str | None] = mapped_column(String(255))
     external_id: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # OAuth access tokens issued before this instant (ms) are refused (migration 0004).
+    sessions_not_before: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class MembershipRow(Base):
@@ -47,7 +49,10 @@ class MembershipRow(Base):
 
 
 class TokenRow(Base):
-    """A personal access token or OAuth refresh token, stored only as a hash."""
+    """A credential, stored only as a hash: a personal access token (``pat``), an OAuth
+    refresh token (``refresh``) or an OAuth login ``session`` (whose access tokens carry its
+    id). ``parent_id`` is the credential it was created with: revoking a credential revokes
+    what was created through it."""
 
     __tablename__ = "tokens"
 
@@ -62,8 +67,15 @@ class TokenRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
     revoked_at: Mapped[int | None] = mapped_column(BigInteger)
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    attributes: Mapped[str | None] = mapped_column(Text)
 
-    __table_args__ = (Index("ix_tokens_principal", "principal_id"),)
+    __table_args__ = (
+        Index("ix_tokens_principal", "principal_id"),
+        Index("ix_tokens_parent", "parent_id"),
+        Index("ix_tokens_session", "session_id"),
+    )
 
 
 class SecurableRow(Base):

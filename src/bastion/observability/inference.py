@@ -29,7 +29,6 @@ from bastion.tables.system import ENDPOINT_USAGE, SERVED_ENTITIES, location, pay
 logger = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
-SCAN_TYPES = frozenset({"normal", "redteam", "eval"})
 
 
 def _capped(data: str | None, code: str, errors: list[str]) -> str | None:
@@ -112,10 +111,7 @@ class InferenceLogger:
         plan, entity, chat = exchange.plan, exchange.entity, exchange.request
         if plan is None or exchange.endpoint is None:
             return
-        headers = exchange.headers
-        scan_type = headers.get("x-bastion-scan-type", "normal").lower()
-        if scan_type not in SCAN_TYPES:
-            scan_type = "normal"
+        scan_type = exchange.scan_type
         when = datetime.fromtimestamp(exchange.started_wall, UTC)
         errors: list[str] = []
         request_text = _capped(
@@ -161,7 +157,7 @@ class InferenceLogger:
                     "output_tokens": exchange.output_tokens,
                     "environment": (getattr(plan, "tags", None) or {}).get("environment"),
                     "scan_type": scan_type,
-                    "scan_id": headers.get("x-bastion-scan-id"),
+                    "scan_id": exchange.scan_id,
                     "trace_id": exchange.trace_id,
                     "usage_context": usage_context,
                     "tags": dict(getattr(plan, "tags", None) or {}),

@@ -28,6 +28,28 @@ from bastion.redteam.models import DEFAULT_RISK_CATEGORIES, Objective, RiskCateg
 _DATA = "objectives_data"
 
 
+def read_seed_file(path: str | Path) -> list[Any]:
+    """The content of an Azure ``custom_attack_seed_prompts`` file on this machine, checked.
+
+    The CLI reads the file where the user runs it and sends its content (``seed_prompts``):
+    a scan inside the server never opens a path it was given.
+    """
+    data = _read_json(Path(path))
+    load_seed_prompts(data, origin="custom")  # every item valid, or InvalidRequest
+    return list(data)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidRequest(f"Seed prompt file {path} does not exist.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"Seed prompt file {path} is not valid JSON: {exc}.") from None
+    except OSError as exc:
+        raise InvalidRequest(f"Seed prompt file {path} cannot be read: {exc.strerror}.") from None
+
+
 def load_seed_prompts(
     source: str | Path | Sequence[Any], *, origin: str = "custom"
 ) -> list[Objective]:
@@ -40,13 +62,7 @@ def load_seed_prompts(
     where = "seed prompts"
     if isinstance(source, str | Path):
         where = str(source)
-        path = Path(source)
-        try:
-            data: Any = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InvalidRequest(f"Seed prompt file {where} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"Seed prompt file {where} is not valid JSON: {exc}.") from None
+        data: Any = _read_json(Path(source))
     else:
         data = source
     if not isinstance(data, list):

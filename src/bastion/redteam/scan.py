@@ -1,6 +1,8 @@
 """Scans: objectives × strategies against a serving endpoint, through the gateway.
 
-The scanner is an ordinary gateway client with the identity of the token it is given. Every
+The scanner is an ordinary gateway client with the identity of the token it is given: the
+scan's own credential (``POST /api/2.0/redteam/scans/{scan_id}/credentials``; the server mints
+one itself for scans it runs), because the gateway accepts scan tags from nothing else. Every
 request to the target carries ``client_request_id=redteam:<scan_id>:<n>`` and the headers
 ``X-Bastion-Scan-Type: redteam`` / ``X-Bastion-Scan-Id: <scan_id>``, so each payload row is
 tagged; attacker and LLM-judge calls get ``...:<n>:attacker`` / ``...:<n>:judge``.
@@ -14,7 +16,7 @@ Python::
 
     from bastion.redteam.scan import ScanConfig, Scanner
 
-    report = Scanner(ScanConfig(endpoint="smollm2"), host=HOST, token=TOKEN).run()
+    report = Scanner(ScanConfig(endpoint="smollm2"), host=HOST, token=SCAN_TOKEN).run()
     print(report.summary.asr, report.document["scorecard"])
 """
 
@@ -91,7 +93,11 @@ class ScanConfig:
     threshold: int = DEFAULT_THRESHOLD
     thresholds: Mapping[str, int] = field(default_factory=dict)
     seed: int = 0
+    #: A label only (shown as the scorecard's ``custom_attack_seed_prompts``): no scan ever
+    #: opens a path it is given. The objectives themselves travel in ``seed_prompts``.
     objectives_file: str | None = None
+    #: Custom objectives: the parsed content of an Azure ``custom_attack_seed_prompts`` file.
+    seed_prompts: tuple[Any, ...] | None = None
     max_tokens: int = 128  # replies are judged on their opening; SmolLM2 needs the cap on 2 cores
     system_prompt: str | None = None
 
@@ -125,6 +131,18 @@ class ScanConfig:
             raise InvalidRequest(f"max_tokens must be from 1 to 8192, got {self.max_tokens}.")
         self.thresholds_obj()  # validates
         StrategyRegistry.default().resolve(list(self.strategies))  # validates names
+        if self.seed_prompts is not None:
+            if isinstance(self.seed_prompts, str | bytes) or not isinstance(
+                self.seed_prompts, Sequence
+            ):
+                raise InvalidRequest("seed_prompts must be a list of seed prompt objects.")
+            object.__setattr__(self, "seed_prompts", tuple(self.seed_prompts))
+            load_seed_prompts(list(self.seed_prompts))  # validates every item
+        elif self.objectives_file:
+            raise InvalidRequest(
+                "objectives_file is only a label: give the objectives themselves in "
+                "'seed_prompts' (the CLI reads --objectives on your machine and sends them)."
+            )
 
     def thresholds_obj(self) -> Thresholds:
         return Thresholds.parse(dict(self.thresholds), default=self.threshold)
@@ -134,6 +152,7 @@ class ScanConfig:
         data["risk_categories"] = list(self.risk_categories)
         data["strategies"] = list(self.strategies)
         data["thresholds"] = dict(self.thresholds)
+        data["seed_prompts"] = list(self.seed_prompts) if self.seed_prompts is not None else None
         return data
 
     @classmethod
@@ -167,8 +186,8 @@ def plan_attacks(
     registry = registry or StrategyRegistry.default()
     strategies = registry.resolve(list(config.strategies))
     strategies.sort(key=lambda s: s.name != "baseline")  # baseline first, else as given
-    if config.objectives_file:
-        pool = load_seed_prompts(config.objectives_file)
+    if config.seed_prompts is not None:
+        pool = load_seed_prompts(list(config.seed_prompts))
     else:
         pool = builtin_objectives(config.risk_categories)
     objectives = select_objectives(

@@ -6,9 +6,10 @@ import base64
 import binascii
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from bastion.errors import BastionError
 from bastion.identity.credentials import REFRESH_PREFIX
 from bastion.identity.model import ALL_SCOPES, PrincipalRecord
 from bastion.server.auth import platform_of
@@ -80,6 +81,7 @@ async def token(request: Request) -> JSONResponse:
 
     principal: PrincipalRecord | None
     refresh: str | None = None
+    session_id: str | None = None
     if grant == "password":
         name, password = form.get("username", ""), form.get("password", "")
         if not name or not password:
@@ -114,17 +116,24 @@ async def token(request: Request) -> JSONResponse:
         presented = form.get("refresh_token", "")
         record = platform.identity.find_token(presented) if presented else None
         now_ms = platform.clock.now() * 1000
+        if record is not None and record.kind == "refresh" and record.revoked_at is not None:
+            # A spent refresh token presented again: someone holds a copy. End the session.
+            if record.session_id:
+                platform.identity.end_session(record.session_id)
+            record = None
         if (
             record is None
             or record.kind != "refresh"
-            or record.revoked_at is not None
             or (record.expires_at is not None and record.expires_at <= now_ms)
+            or not record.session_id
+            or not platform.identity.session_live(record.session_id, record.principal_id)
         ):
             return _oauth_error(
                 400, "invalid_grant", "Invalid or expired refresh token.", "UNAUTHENTICATED"
             )
-        # Refresh tokens rotate: the presented one is spent.
-        platform.identity.revoke_token(record.token_id, None)
+        # Refresh tokens rotate: the presented one is spent; the session goes on.
+        platform.identity.rotate_refresh_token(record.token_id)
+        session_id = record.session_id
         principal = platform.identity.get(record.principal_id)
         if not principal.active:
             return _oauth_error(400, "invalid_grant", "The user is disabled.", "UNAUTHENTICATED")
@@ -136,6 +145,7 @@ async def token(request: Request) -> JSONResponse:
                 "Scopes may only narrow on refresh.",
                 "INVALID_PARAMETER_VALUE",
             )
+        platform.identity.extend_session(session_id, platform.settings.refresh_token_ttl_s)
         request.state.audit_user = principal.name
     else:
         return _oauth_error(
@@ -146,7 +156,12 @@ async def token(request: Request) -> JSONResponse:
         )
 
     ttl = platform.settings.access_token_ttl_s
-    access, _ = platform.codec.issue(principal.id, requested, ttl)
+    if session_id is None:
+        lifetime = platform.settings.refresh_token_ttl_s if grant == "password" else ttl
+        session_id = platform.identity.start_session(
+            principal.id, lifetime_s=lifetime, scopes=requested
+        ).token_id
+    access, _ = platform.codec.issue(principal.id, requested, ttl, session_id=session_id)
     body: dict[str, Any] = {
         "access_token": access,
         "token_type": "Bearer",
@@ -160,6 +175,48 @@ async def token(request: Request) -> JSONResponse:
             prefix=REFRESH_PREFIX,
             lifetime_s=platform.settings.refresh_token_ttl_s,
             scopes=requested,
+            parent_id=session_id,
+            session_id=session_id,
         )
         body["refresh_token"] = refresh
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+@router.post("/oidc/v1/revoke", name="token_revoke")
+async def revoke(request: Request) -> Response:
+    """RFC 7009 token revocation: an access or refresh token ends its whole login session
+    (every access and refresh token of that login, and tokens created through it).
+
+    As the RFC requires, an unknown or already revoked token is answered 200 too.
+    """
+    platform = platform_of(request)
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return _oauth_error(
+            400,
+            "invalid_request",
+            "Send the revocation request as application/x-www-form-urlencoded.",
+            "INVALID_PARAMETER_VALUE",
+        )
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    unknown = set(form) - {"token", "token_type_hint", "client_id", "client_secret"}
+    if unknown or not form.get("token"):
+        return _oauth_error(
+            400,
+            "invalid_request",
+            "Give 'token' (and optionally 'token_type_hint').",
+            "INVALID_PARAMETER_VALUE",
+        )
+    token = form["token"]
+    session_id: str | None = None
+    if token.count(".") == 2:
+        try:
+            session_id = platform.codec.decode(token).session_id
+        except BastionError:
+            session_id = None
+    else:
+        record = platform.identity.find_token(token)
+        if record is not None and record.kind == "refresh":
+            session_id = record.session_id
+    if session_id is not None:
+        platform.identity.end_session(session_id)
+    return Response(status_code=200, headers={"Cache-Control": "no-store"})

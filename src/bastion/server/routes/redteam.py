@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion.errors import BastionError, InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
-from bastion.identity.model import Caller
+from bastion.identity.credentials import PAT_PREFIX
+from bastion.identity.model import SCAN_ATTRIBUTE, Caller, TokenRecord
 from bastion.platform import Platform
 from bastion.redteam.scan import ScanConfig, Scanner, new_scan_id, scorecard_for
 from bastion.redteam.scorecard import diff_scans
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/2.0/redteam", tags=["redteam"])
 
 SCOPE = "redteam"
+SCAN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BATCH = 1000
 TOKEN_LIFETIME_S = 3600
 
@@ -69,6 +72,8 @@ class StartScan(_Strict):
     seed: int | None = None
     max_tokens: int | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
+    seed_prompts: list[Any] | None = Field(default=None, max_length=5000)
+    objectives_file: str | None = Field(default=None, max_length=255)
     scan_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -84,6 +89,10 @@ class ScanRecordBody(BaseModel):
 
 class ResultsBody(_Strict):
     results: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+
+
+class CredentialsBody(_Strict):
+    endpoint_name: str = Field(min_length=1, max_length=256)
 
 
 # -- running scans --------------------------------------------------------------------------
@@ -180,14 +189,7 @@ class ScanManager:
                 raise InvalidRequest(f"Scan '{scan_id}' is already running.")
             state = RunningScan(scan_id, caller.name, config, created_at or utcnow().isoformat())
             self._running[scan_id] = state
-        token, record = self.platform.identity.create_token(
-            caller.principal_id,
-            kind="pat",
-            prefix="bstp_",
-            lifetime_s=TOKEN_LIFETIME_S,
-            comment=f"redteam scan {scan_id}",
-            scopes=tuple(sorted(caller.scopes)) if caller.scopes is not None else None,
-        )
+        token, record = scan_credential(self.platform, caller, scan_id)
         state.scanner = Scanner(
             config,
             host=self.gateway_url or host,
@@ -220,6 +222,27 @@ class ScanManager:
             with contextlib.suppress(BastionError):
                 self.platform.identity.revoke_token(token_id, None)
             ensure_results_view(self.platform)
+
+
+def scan_credential(platform: Platform, caller: Caller, scan_id: str) -> tuple[str, TokenRecord]:
+    """A short-lived token of ``caller`` that belongs to scan ``scan_id``: the gateway tags
+    every request made with it as that scan's (and accepts scan tags from nothing else).
+    It can only query serving endpoints, and dies with the credential that asked for it."""
+    if not any(caller.has_scope(s) for s in QUERY_SCOPES):
+        raise PermissionDenied(
+            "The credential may not query serving endpoints (scope "
+            "'serving.serving-endpoints' is needed), so it cannot run a scan."
+        )
+    return platform.identity.create_token(
+        caller.principal_id,
+        kind="pat",
+        prefix=PAT_PREFIX,
+        lifetime_s=TOKEN_LIFETIME_S,
+        comment=f"redteam scan {scan_id}",
+        scopes=(QUERY_SCOPES[0],),
+        parent_id=caller.credential_id,
+        attributes={SCAN_ATTRIBUTE: scan_id},
+    )
 
 
 def manager_of(platform: Platform) -> ScanManager:
@@ -432,6 +455,26 @@ def put_scan(
     WriterSink(platform).finish(record)
     ensure_results_view(platform)
     return {"scan_id": scan_id, "status": record["status"]}
+
+
+@router.post("/scans/{scan_id}/credentials")
+def scan_credentials(
+    scan_id: str,
+    body: CredentialsBody,
+    request: Request,
+    caller: Caller = Depends(authenticated(SCOPE)),
+) -> dict[str, Any]:
+    """A token for a scan run by a client (the CLI): its requests are tagged as this scan's.
+
+    The scan id becomes the caller's (a scan someone else owns is refused), as for ``PUT``.
+    """
+    platform = platform_of(request)
+    if not SCAN_ID.match(scan_id):
+        raise InvalidRequest("A scan id is 1-64 letters, digits, '_' or '-'.")
+    require_can_query(platform, caller, body.endpoint_name)
+    _claim(platform, caller, scan_id)
+    token, record = scan_credential(platform, caller, scan_id)
+    return {"scan_id": scan_id, "token_value": token, "expiry_time": record.expires_at}
 
 
 @router.post("/scans/{scan_id}/results")

@@ -67,6 +67,7 @@ def create_token(
         lifetime_s=lifetime or None,
         comment=body.comment,
         scopes=scopes,
+        parent_id=caller.credential_id,  # revoking the credential used here revokes this one
     )
     return {"token_value": raw, "token_info": token_info(record)}
 

@@ -28,7 +28,7 @@ from bastion.errors import (
 )
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
-from bastion.identity.model import Caller
+from bastion.identity.model import SCAN_ATTRIBUTE, Caller
 from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
 from bastion.platform import Platform, RequestInfo, current_request
 from bastion.server.auth import presented_token
@@ -130,6 +130,9 @@ class Exchange:
     admission: Admission | None = None
     upstream_failures: int = 0
     logged: bool = False
+    #: ``normal``, ``eval`` or ``redteam`` (with ``scan_id``), as :func:`scan_tags` allowed.
+    scan_type: str = "normal"
+    scan_id: str | None = None
 
     def continue_trace(self) -> None:
         """Join the caller's trace (a valid ``traceparent`` header), else start a new one."""
@@ -159,6 +162,32 @@ class Exchange:
 
 
 Logger = Callable[[Exchange], None]
+SCAN_TYPE_HEADER = "x-bastion-scan-type"
+SCAN_ID_HEADER = "x-bastion-scan-id"
+SELF_DECLARED_SCAN_TYPES = frozenset({"normal", "eval"})
+
+
+def scan_tags(headers: dict[str, str], caller: Caller) -> tuple[str, str | None]:
+    """The scan type and id a request's payload row carries.
+
+    Red-team tags join a row into a scan's results, so they are accepted only from the scan
+    itself: a credential minted for scan ``S`` (its ``redteam_scan`` attribute) always tags
+    its requests ``redteam`` / ``S``, and a request claiming a scan any other way is refused.
+    ``eval`` and ``normal`` label only the caller's own traffic and need no proof.
+    """
+    bound = caller.extra.get(SCAN_ATTRIBUTE)
+    claimed_type = headers.get(SCAN_TYPE_HEADER, "").strip().lower()
+    claimed_id = headers.get(SCAN_ID_HEADER, "").strip() or None
+    if bound is not None:
+        if (claimed_id is not None and claimed_id != bound) or claimed_type not in ("", "redteam"):
+            raise PermissionDenied(f"This credential belongs to red-team scan '{bound}' only.")
+        return "redteam", bound
+    if claimed_id is not None or claimed_type == "redteam":
+        raise PermissionDenied(
+            "Red-team scan tags are accepted only with the scan's own credential "
+            "(POST /api/2.0/redteam/scans/{scan_id}/credentials)."
+        )
+    return (claimed_type if claimed_type in SELF_DECLARED_SCAN_TYPES else "normal"), None
 
 
 class Gateway:
@@ -309,6 +338,7 @@ class Gateway:
         try:
             exchange.raw_body = await self._read_body(receive)
             exchange.caller = self._authenticate(exchange.headers)
+            exchange.scan_type, exchange.scan_id = scan_tags(exchange.headers, exchange.caller)
             exchange.authenticated = time.perf_counter()
             chat = parse_request(api, exchange.raw_body, endpoint=endpoint)
             exchange.request = chat
