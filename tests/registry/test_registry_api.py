@@ -169,6 +169,9 @@ def test_external_model_versions_take_only_secret_references(api: RunningServer)
         )
         assert plaintext.status_code == 400
         assert "secret" in plaintext.json()["message"]
+        assert admin.post("/api/2.0/secrets/scopes/create", json={"scope": "llm"}).is_success
+        put = {"scope": "llm", "key": "anthropic", "string_value": "sk-ant"}
+        assert admin.post("/api/2.0/secrets/put", json=put).is_success
         ok = admin.post(
             f"{MODELS}/versions",
             json={

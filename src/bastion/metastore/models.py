@@ -217,3 +217,5 @@ class ServingEndpointRow(Base):
     creator: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The principal who last wrote ``config`` (migration 0004); None: the creator.
+    config_updated_by: Mapped[int | None] = mapped_column(Integer)

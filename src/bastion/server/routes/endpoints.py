@@ -218,7 +218,7 @@ def update_config(
     check_payload_target(
         platform, record.name, record.ai_gateway, config, endpoint_id=record.id, owner_id=owner
     )
-    record = serving.endpoints.update(record.name, config=config)
+    record = serving.endpoints.update(record.name, config=config, updated_by=caller.principal_id)
     bind_endpoint_payload(platform, record)
     return endpoint_info(platform, record, level)
 

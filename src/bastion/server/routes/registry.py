@@ -12,7 +12,14 @@ from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name, validate_part
 from bastion.identity.model import Caller
 from bastion.platform import Platform
-from bastion.registry import ModelVersion, RegisteredModel, registry_of, validate_alias
+from bastion.registry import (
+    ModelVersion,
+    RegisteredModel,
+    parse_external_model,
+    registry_of,
+    validate_alias,
+)
+from bastion.secrets.usage import require_secret_use
 from bastion.server.auth import authenticated, platform_of
 from bastion.server.routes.catalogs import METASTORE_ID, UpdateSecurable, update_securable
 
@@ -268,6 +275,10 @@ def create_version(
     name = _model_name(f"{body.catalog_name}.{body.schema_name}.{body.model_name}")
     request.state.audit_params = {"full_name": name, "source": body.source or "external_model"}
     _require_manage(platform, caller, name)
+    if body.external_model is not None:  # its key reference is the creator's to give
+        external = parse_external_model(body.external_model)
+        if external.api_key is not None:
+            require_secret_use(platform, caller, external.api_key)
     version = registry_of(platform).create_version(
         name,
         created_by=caller.name,
@@ -355,7 +366,11 @@ def set_alias(
     alias = validate_alias(alias)
     request.state.audit_params = {"version_num": body.version_num}
     _require_manage(platform, caller, name)
-    registry_of(platform).set_alias(name, alias, body.version_num)
+    registry = registry_of(platform)
+    target = registry.get_version(name, body.version_num).external_model
+    if target is not None and target.api_key is not None:  # the alias puts it into service
+        require_secret_use(platform, caller, target.api_key)
+    registry.set_alias(name, alias, body.version_num)
     return _alias_list(name, {alias: body.version_num})[0]
 
 

@@ -22,8 +22,9 @@ from bastion.governance.securables import (
 )
 from bastion.identity.model import Caller
 from bastion.registry import VersionStatus, load_version, parse_external_model, validate_alias
-from bastion.secrets import parse_reference, secrets_of
+from bastion.secrets import parse_reference
 from bastion.secrets.references import is_reference
+from bastion.secrets.usage import require_secret_use
 from bastion.serving.guardrails import parse_guardrails
 from bastion.serving.limits import parse_rate_limits
 
@@ -125,7 +126,7 @@ def _default_entity_name(entity: ServedEntityInput) -> str:
 def _check_secret_refs(platform: Platform, caller: Caller, values: dict[str, str]) -> None:
     for value in values.values():
         if is_reference(value):
-            secrets_of(platform).check_readable(caller, parse_reference(value))
+            require_secret_use(platform, caller, parse_reference(value))
 
 
 def _entity(platform: Platform, caller: Caller, entity: ServedEntityInput) -> dict[str, Any]:
@@ -143,7 +144,7 @@ def _entity(platform: Platform, caller: Caller, entity: ServedEntityInput) -> di
             )
         external = parse_external_model(entity.external_model)
         if external.api_key is not None:
-            secrets_of(platform).check_readable(caller, external.api_key)
+            require_secret_use(platform, caller, external.api_key)
         out["external_model"] = external.as_config()
     else:
         if not entity.entity_name or entity.entity_version in (None, ""):
@@ -163,6 +164,9 @@ def _entity(platform: Platform, caller: Caller, entity: ServedEntityInput) -> di
                 f"Served entity '{name}': version {version.version} of '{model}' is "
                 f"{version.status.value}, not READY."
             )
+        key = version.external_model.api_key if version.external_model else None
+        if key is not None:  # serving the version puts its key reference into service
+            require_secret_use(platform, caller, key)
         out["entity_name"] = model
         out["entity_version"] = reference
     for field in (

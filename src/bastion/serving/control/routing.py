@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bastion.errors import BastionError, NotFound, Unavailable
 from bastion.observability.payload_tables import payload_table_name
 from bastion.registry import ArtifactKind, ExternalModel, ModelRegistry, parse_external_model
-from bastion.secrets import SecretStore
+from bastion.secrets import SecretReference, SecretStore
 from bastion.serving.control.store import EndpointRecord, EndpointStore
 from bastion.serving.guardrails import Guardrails, parse_guardrails
 from bastion.serving.limits import RateLimits, parse_rate_limits
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UpstreamKind = Literal["worker", "openai", "anthropic"]
+SecretGuard = Callable[[int | str, SecretReference], None]
 DEFAULT_TIMEOUT_S = 120.0
 
 
@@ -155,15 +156,19 @@ class EndpointRouter:
         supervisor: WorkerSupervisor | None,
         *,
         worker_env: Callable[[str], tuple[tuple[str, str], ...]] | None = None,
+        secret_guard: SecretGuard | None = None,
     ) -> None:
         """``worker_env(worker_key)``: extra environment for MLflow pyfunc workers (where
-        their spans go; see :mod:`.agent_traces`)."""
+        their spans go; see :mod:`.agent_traces`). ``secret_guard(principal, reference)``
+        raises unless the principal who put a secret reference into the serving path may
+        still use it; it runs on every rebuild, so revocations apply on the next request."""
         self._metastore = metastore
         self._endpoints = endpoints
         self._registry = registry
         self._secrets = secrets
         self.supervisor = supervisor
         self.worker_env = worker_env
+        self.secret_guard = secret_guard
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
 
@@ -291,12 +296,19 @@ class EndpointRouter:
         timeout = float(entity.get("request_timeout_s") or DEFAULT_TIMEOUT_S)
         if "external_model" in entity:
             external = parse_external_model(entity["external_model"])
-            return self._external(record, name, external, None, None, timeout)
+            writer: int | str = record.config_updated_by or record.creator
+            return self._external(record, name, external, None, None, timeout, writer)
         model = entity["entity_name"]
         version = self._registry.resolve(model, entity["entity_version"])
         if version.external_model is not None:
             return self._external(
-                record, name, version.external_model, model, str(version.version), timeout
+                record,
+                name,
+                version.external_model,
+                model,
+                str(version.version),
+                timeout,
+                version.created_by,
             )
         if version.storage_location is None:
             raise Unavailable(f"Version {version.version} of '{model}' has no artifact.")
@@ -332,8 +344,14 @@ class EndpointRouter:
         model: str | None,
         version: str | None,
         timeout: float,
+        bound_by: int | str,
     ) -> Upstream:
-        api_key = self._secrets.resolve(external.api_key) if external.api_key else None
+        """``bound_by``: who put the external config (and its key reference) here."""
+        api_key = None
+        if external.api_key is not None:
+            if self.secret_guard is not None:
+                self.secret_guard(bound_by, external.api_key)
+            api_key = self._secrets.resolve(external.api_key)
         return Upstream(
             entity_name=model or external.name,
             served_entity_name=name,

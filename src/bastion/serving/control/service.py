@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bastion.registry import registry_of
 from bastion.secrets import secrets_of
+from bastion.secrets.usage import require_secret_use
 from bastion.serving.control.agent_traces import AgentTraceEnv
 from bastion.serving.control.routing import EndpointRouter
 from bastion.serving.control.store import EndpointStore
@@ -44,6 +45,7 @@ class ServingControl:
             secrets_of(platform),
             self.supervisor,
             worker_env=AgentTraceEnv(platform),
+            secret_guard=lambda who, reference: require_secret_use(platform, who, reference),
         )
         self.base_url = platform.settings.base_url
         self._interval = reconcile_interval_s

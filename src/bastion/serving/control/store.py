@@ -31,6 +31,7 @@ class EndpointRecord:
     creator: str
     created_at: int
     updated_at: int
+    config_updated_by: int | None = None
 
 
 def _record(row: ServingEndpointRow) -> EndpointRecord:
@@ -46,6 +47,7 @@ def _record(row: ServingEndpointRow) -> EndpointRecord:
         creator=row.creator,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        config_updated_by=row.config_updated_by,
     )
 
 
@@ -94,6 +96,7 @@ class EndpointStore:
                 creator=creator,
                 created_at=now,
                 updated_at=now,
+                config_updated_by=owner_id,
             )
             session.add(row)
             self._metastore.bump_version(session)
@@ -135,12 +138,17 @@ class EndpointStore:
         set_tags: dict[str, str] | None = None,
         delete_tags: list[str] | None = None,
         description: str | None = None,
+        updated_by: int | None = None,
     ) -> EndpointRecord:
+        """``updated_by`` (a principal id) is recorded with a new ``config``: whoever writes
+        the config answers for the secrets it references."""
         with self._metastore.session() as session:
             row = self._row(session, name)
             if config is not None:
                 row.config = json.dumps(config)
                 row.config_version += 1
+                if updated_by is not None:
+                    row.config_updated_by = updated_by
             if ai_gateway is not None:
                 row.ai_gateway = json.dumps(ai_gateway) if ai_gateway else None
             if set_tags or delete_tags:

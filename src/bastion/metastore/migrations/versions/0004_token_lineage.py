@@ -7,6 +7,8 @@
 - ``tokens.session_id``: the login session a refresh token continues.
 - ``tokens.attributes``: server-set facts a credential carries (e.g. the red-team scan it
   belongs to), never settable by a client.
+- ``serving_endpoints.config_updated_by``: who last wrote an endpoint's config, whose right to
+  read the secrets it references is checked again whenever what is served changes.
 
 Revision ID: 0004
 Revises: 0003
@@ -30,9 +32,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("attributes", sa.Text, nullable=True))
         batch.create_index("ix_tokens_parent", ["parent_id"])
         batch.create_index("ix_tokens_session", ["session_id"])
+    with op.batch_alter_table("serving_endpoints") as batch:
+        batch.add_column(sa.Column("config_updated_by", sa.Integer, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("serving_endpoints") as batch:
+        batch.drop_column("config_updated_by")
     with op.batch_alter_table("tokens") as batch:
         batch.drop_index("ix_tokens_session")
         batch.drop_index("ix_tokens_parent")
