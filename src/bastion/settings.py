@@ -53,6 +53,26 @@ class Settings(BaseSettings):
         "replicas' changes (0 disables polling).",
     )
 
+    # -- what user input may make the server read or reach (docs/security.md) ----------------
+    staging_max_file_bytes: int = Field(
+        default=16 * 1024**3, gt=0, description="Largest single file a user may upload."
+    )
+    staging_quota_bytes: int = Field(
+        default=64 * 1024**3, gt=0, description="Most bytes one principal may keep staged."
+    )
+    model_source_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server folders any user with CREATE MODEL may register model versions "
+        "from (JSON list, e.g. '[\"/srv/models\"]'). Never BASTION_HOME. Default: none; "
+        "users upload into their staging area instead.",
+    )
+    max_artifact_bytes: int = Field(
+        default=64 * 1024**3, gt=0, description="Largest model version artifact (all files)."
+    )
+    max_artifact_files: int = Field(
+        default=10_000, gt=0, description="Most files in one model version artifact."
+    )
+
     writer_flush_rows: int = Field(
         default=10_000, description="Rows a table's write-ahead log gathers before a Delta commit."
     )

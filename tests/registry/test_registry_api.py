@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 import httpx
@@ -27,7 +28,21 @@ def create_model(client: httpx.Client, name: str, schema: str = "default") -> ht
     return client.post(MODELS, json={"name": name, "catalog_name": "main", "schema_name": schema})
 
 
+def stage(client: httpx.Client, source: Path) -> str:
+    """Upload a local file or folder into the caller's staging area; its ``staging:`` name."""
+    base = f"t/{uuid.uuid4().hex[:8]}/{source.name}"
+    files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+    for path in files:
+        relative = base if path == source else f"{base}/{path.relative_to(source).as_posix()}"
+        put = client.put(f"/api/2.0/bastion/staging/files/{relative}", content=path.read_bytes())
+        assert put.status_code == 200, put.text
+    return f"staging:{base}"
+
+
 def register(client: httpx.Client, model: str, source: Path | str) -> httpx.Response:
+    """Register a version; a local ``Path`` is uploaded to the caller's staging area first."""
+    if isinstance(source, Path):
+        source = stage(client, source)
     catalog, schema, name = model.split(".")
     return client.post(
         f"{MODELS}/versions",

@@ -18,6 +18,7 @@ from mlflow_models import save_agent
 from openai import OpenAI
 
 from bastion.bootstrap import initialize
+from bastion.client import BastionClient
 from bastion.observability.tracing import SPANS
 from bastion.platform import Platform
 from bastion.query import QueryEngine
@@ -61,13 +62,15 @@ def running(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def _deploy(server: RunningServer, model_dir: Path) -> None:
+    with BastionClient(server.url, server.admin_token) as client:
+        source = client.stage(model_dir)  # the model folder, uploaded as a user would
     with server.admin() as admin:
         model = {"catalog_name": "main", "schema_name": "default", "name": "shrine"}
         assert admin.post("/api/2.1/unity-catalog/models", json=model).status_code == 200
         version = admin.post(
             "/api/2.1/unity-catalog/models/versions",
             json={**{k: v for k, v in model.items() if k != "name"}, "model_name": "shrine"}
-            | {"source": str(model_dir)},
+            | {"source": source},
         )
         assert version.status_code == 200, version.text
         entity = {"name": "v1", "entity_name": "main.default.shrine", "entity_version": "1"}

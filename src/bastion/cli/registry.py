@@ -100,7 +100,10 @@ def models_register(
     full_name: str,
     source: Annotated[
         str | None,
-        typer.Argument(help="Absolute path on the server: a GGUF file or MLflow model dir."),
+        typer.Argument(
+            help="A GGUF file or MLflow model folder here (uploaded to your staging area "
+            "first), 'staging:<path>', or a path under a server source root."
+        ),
     ] = None,
     external: Annotated[
         Path | None, typer.Option(help="JSON file with an external_model config ('-': stdin).")
@@ -112,10 +115,12 @@ def models_register(
     if (source is None) == (external is None):
         raise typer.BadParameter("Give a SOURCE path or --external FILE, not both.")
     with api() as c:
+        if source is not None and not source.startswith("staging:") and Path(source).exists():
+            source = c.stage(Path(source))
         print_json(
             c.create_model_version(
                 full_name,
-                str(Path(source).resolve()) if source else None,
+                source,
                 external_model=_load_json(external) if external else None,
                 comment=comment,
                 tags=_pairs(tag, "--tag"),

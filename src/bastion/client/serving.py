@@ -6,8 +6,13 @@ Mixed into :class:`~bastion.client.BastionClient`; each method is one REST call 
 
 from __future__ import annotations
 
+import os
+import uuid
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from bastion.errors import InvalidRequest
 
 
 def _q(name: str) -> str:
@@ -21,6 +26,31 @@ def _tags(tags: dict[str, str] | None) -> list[dict[str, str]]:
 class ServingClientMixin:
     def request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    # -- staging ------------------------------------------------------------------------------
+
+    def stage(self, local: str | Path, prefix: str | None = None) -> str:
+        """Upload a local file or folder into your staging area on the server; return the
+        ``staging:<path>`` source that names it (e.g. for :meth:`create_model_version`)."""
+        root = Path(local)
+        if root.is_symlink() or not (root.is_file() or root.is_dir()):
+            raise InvalidRequest(f"{root} is not a regular file or folder.")
+        base = f"{prefix or 'uploads/' + uuid.uuid4().hex[:12]}/{root.name}"
+        files = [root] if root.is_file() else []
+        for folder, dirs, names in os.walk(root, followlinks=False) if root.is_dir() else ():
+            for name in dirs + names:
+                path = Path(folder) / name
+                if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                    raise InvalidRequest(f"{path} is not a regular file or folder.")
+                if path.is_file():
+                    files.append(path)
+        for path in files:
+            relative = base if path == root else f"{base}/{path.relative_to(root).as_posix()}"
+            with path.open("rb") as body:
+                self.request(
+                    "PUT", f"/api/2.0/bastion/staging/files/{quote(relative)}", content=body
+                )
+        return f"staging:{base}"
 
     # -- registered models --------------------------------------------------------------------
 
@@ -81,8 +111,8 @@ class ServingClientMixin:
         run_id: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Register ``source`` (a GGUF file or MLflow model directory on the server) or an
-        external-model config as the next version."""
+        """Register ``source`` (``staging:<path>`` from :meth:`stage`, or a path under a source
+        root the administrator configured) or an external-model config as the next version."""
         catalog, schema, name = full_name.split(".")
         body: dict[str, Any] = {"catalog_name": catalog, "schema_name": schema, "model_name": name}
         if source is not None:

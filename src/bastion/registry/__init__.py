@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name
 from bastion.identity.model import Caller
-from bastion.registry.artifacts import ArtifactKind
+from bastion.registry.artifacts import ArtifactKind, ArtifactLimits
 from bastion.registry.external import ExternalModel, parse_external_model
 from bastion.registry.store import (
     ModelRegistry,
@@ -49,6 +49,7 @@ def registry_of(platform: Platform) -> ModelRegistry:
         platform.governance,
         platform.clock,
         platform.settings.home / "artifacts",
+        ArtifactLimits(platform.settings.max_artifact_bytes, platform.settings.max_artifact_files),
     )
     platform.registry = registry  # type: ignore[attr-defined]
     return registry

@@ -26,7 +26,7 @@ from bastion.governance.securables import SecurableType
 from bastion.governance.store import GovernanceStore, SecurableInfo
 from bastion.metastore.db import Metastore
 from bastion.metastore.models import ModelAliasRow, ModelVersionRow, SecurableRow
-from bastion.registry.artifacts import ArtifactKind, import_artifact
+from bastion.registry.artifacts import ArtifactKind, ArtifactLimits, import_artifact
 from bastion.registry.external import ExternalModel, parse_external_model
 
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,254}$")
@@ -103,11 +103,13 @@ class ModelRegistry:
         governance: GovernanceStore,
         clock: Clock,
         artifacts_dir: Path,
+        limits: ArtifactLimits | None = None,
     ) -> None:
         self._metastore = metastore
         self._governance = governance
         self._clock = clock
         self.artifacts_dir = artifacts_dir
+        self.limits = limits or ArtifactLimits()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -233,7 +235,8 @@ class ModelRegistry:
         full_name: str,
         *,
         created_by: str,
-        source: str | None = None,
+        source: Path | None = None,
+        source_label: str | None = None,
         external_model: dict[str, Any] | None = None,
         comment: str | None = None,
         run_id: str | None = None,
@@ -241,9 +244,11 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Register the next version: PENDING_REGISTRATION, then READY or FAILED_REGISTRATION.
 
-        ``source`` is an absolute path on the server (a GGUF file or an MLflow model
-        directory), copied under the artifacts directory; or ``external_model`` is a
-        Databricks-shaped external model config whose key is a secret reference.
+        ``source`` is a GGUF file or an MLflow model directory, *already authorized* (callers
+        resolve what a user gave with :func:`bastion.staging.resolve_source`), copied under
+        the artifacts directory; ``source_label`` is what the version shows as its source
+        (default: the path). Or ``external_model`` is a Databricks-shaped external model
+        config whose key is a secret reference.
         """
         tags = validate_tags(tags)
         external: ExternalModel | None = None
@@ -255,13 +260,8 @@ class ModelRegistry:
             kind = ArtifactKind.EXTERNAL_MODEL
         else:
             assert source is not None
-            path = Path(source).expanduser()
-            if not path.is_absolute() or not path.exists():
-                raise InvalidRequest(
-                    f"Source {source!r} must be an absolute path to an existing GGUF file or "
-                    "MLflow model directory on the server."
-                )
-            source_text = str(path)
+            path = source
+            source_text = source_label or str(path)
             kind = ArtifactKind.GGUF if path.is_file() else ArtifactKind.MLFLOW_MODEL
         now = now_ms(self._clock)
         with self._metastore.session() as session:
@@ -299,7 +299,7 @@ class ModelRegistry:
                 raise Conflict("Could not allocate a version number; try again.")
             version_id = row.id
         status, message, location, digest, config = self._materialize(
-            full_name, number, kind, source_text, external
+            full_name, number, kind, path if external is None else None, external
         )
         with self._metastore.session() as session:
             done = session.get(ModelVersionRow, version_id)
@@ -319,16 +319,17 @@ class ModelRegistry:
         full_name: str,
         number: int,
         kind: ArtifactKind,
-        source: str,
+        source: Path | None,
         external: ExternalModel | None,
     ) -> tuple[VersionStatus, str | None, str | None, str | None, str | None]:
         if external is not None:
             config = json.dumps(external.as_config(), sort_keys=True)
             digest = "sha256:" + hashlib.sha256(config.encode()).hexdigest()
             return VersionStatus.READY, None, None, digest, config
+        assert source is not None
         try:
             _found, location, digest = import_artifact(
-                Path(source), self.version_dir(full_name, number)
+                source, self.version_dir(full_name, number), self.limits
             )
         except (BastionError, OSError) as exc:
             message = exc.message if isinstance(exc, BastionError) else str(exc)

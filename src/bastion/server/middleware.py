@@ -15,6 +15,8 @@ from bastion.governance.audit import AuditEvent, redact
 from bastion.platform import Platform, RequestInfo, current_request
 
 _UNAUDITED = ("/healthz", "/metrics")
+# Uploads stream to disk with their own, larger bound (Settings.staging_max_file_bytes).
+_UPLOAD_PREFIXES = ("/api/2.0/bastion/staging/files/",)
 _CAMEL = re.compile(r"_([a-z])")
 
 
@@ -36,6 +38,7 @@ class RequestContextMiddleware:
         self.app = app
         self.platform = platform
         self.max_body = platform.settings.max_body_bytes
+        self.max_upload = platform.settings.staging_max_file_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,9 +62,12 @@ class RequestContextMiddleware:
                 (k, v) for k, v in scope["headers"] if k.lower() != b"content-type"
             ] + [(b"content-type", b"application/json")]
 
+        max_body = self.max_body
+        if scope.get("method") == "PUT" and str(scope.get("path", "")).startswith(_UPLOAD_PREFIXES):
+            max_body = self.max_upload
         declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            await self._reject_too_large(send, request_id)
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
+            await self._reject_too_large(send, request_id, max_body)
             current_request.reset(token)
             return
 
@@ -73,9 +79,9 @@ class RequestContextMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     too_large = True
-                    raise PayloadTooLarge(f"The request body is larger than {self.max_body} bytes.")
+                    raise PayloadTooLarge(f"The request body is larger than {max_body} bytes.")
             return message
 
         async def send_with_id(message: Message) -> None:
@@ -98,15 +104,15 @@ class RequestContextMiddleware:
             if too_large:
                 status_holder["status"] = 413
                 state["error_message"] = "request body too large"
-                await self._reject_too_large(send, request_id)
+                await self._reject_too_large(send, request_id, max_body)
         finally:
             current_request.reset(token)
             self._audit(scope, state, info, status_holder["status"])
 
-    async def _reject_too_large(self, send: Send, request_id: str) -> None:
+    async def _reject_too_large(self, send: Send, request_id: str, max_body: int) -> None:
         body = (
             b'{"error_code":"REQUEST_LIMIT_EXCEEDED","message":"The request body is larger than '
-            + str(self.max_body).encode()
+            + str(max_body).encode()
             + b' bytes."}'
         )
         await send(

