@@ -67,9 +67,9 @@ def _plan_copy(source: Path, limits: ArtifactLimits) -> list[Path]:
         here = Path(folder)
         for name in dirs:
             if (here / name).is_symlink():
+                relative = (here / name).relative_to(source)
                 raise InvalidRequest(
-                    f"The model folder holds a symbolic link ({(here / name).relative_to(source)}); "
-                    "upload real files only."
+                    f"The model folder holds a symbolic link ({relative}); upload real files only."
                 )
         for name in names:
             path = here / name
