@@ -64,14 +64,19 @@ def _postgres_database() -> Iterator[str]:
 
 
 def make_settings(home: Path, database_url: str, **overrides: object) -> Settings:
-    return Settings(
-        home=home,
-        database_url=database_url,
-        admin_password=ADMIN_PASSWORD,
-        admin_token=ADMIN_TOKEN,
-        cache_poll_interval_s=0,
-        **overrides,  # type: ignore[arg-type]
-    )
+    """Test settings. Test upstreams listen on 127.0.0.1, so that address is allowed for
+    every user's URLs, as an administrator would allow an internal model server; the egress
+    tests build servers without it (``egress_allow_hosts=[]``)."""
+    values: dict[str, object] = {
+        "home": home,
+        "database_url": database_url,
+        "admin_password": ADMIN_PASSWORD,
+        "admin_token": ADMIN_TOKEN,
+        "cache_poll_interval_s": 0,
+        "egress_allow_hosts": ["127.0.0.1"],
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture

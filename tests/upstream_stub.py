@@ -26,6 +26,8 @@ class StubServer(ThreadingHTTPServer):
         self.seen_authorization: list[str | None] = []
         self.seen_traceparent: list[str | None] = []
         self.seen_bodies: list[dict[str, Any]] = []
+        #: When set, every chat completion is answered with this (status, raw body).
+        self.failure: tuple[int, str] | None = None
 
     @property
     def base_url(self) -> str:
@@ -60,6 +62,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen_bodies.append(body)
         if self.path != "/v1/chat/completions":
             self._json(404, {"error": {"message": "not found"}})
+            return
+        if self.server.failure is not None:
+            status, text = self.server.failure
+            data = text.encode()
+            self.send_response(status)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
             return
         completion = {
             "id": "chatcmpl-stub",

@@ -77,8 +77,12 @@ class GuardrailViolation(BastionError):
 
 
 class UpstreamError(BastionError):
+    """A model server failed. ``detail`` (its own words, e.g. the body of its error answer)
+    is for those who manage the endpoint, never part of ``message``."""
+
     status_code = 502
     error_code = "UPSTREAM_ERROR"
+    detail: str | None = None
 
 
 class Unavailable(BastionError):

@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     max_artifact_files: int = Field(
         default=10_000, gt=0, description="Most files in one model version artifact."
     )
+    egress_allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts every user's URLs may reach even on internal addresses (JSON list "
+        "of names, '*.suffix' patterns, IPs or CIDRs, e.g. '[\"vllm.internal\", "
+        "\"10.2.0.0/16\"]'). Admins' URLs are never restricted.",
+    )
+    egress_allow_private: bool = Field(
+        default=False,
+        description="Let every user's URLs reach loopback, private and link-local addresses "
+        "(single-user development only; never on a shared server).",
+    )
 
     writer_flush_rows: int = Field(
         default=10_000, description="Rows a table's write-ahead log gathers before a Delta commit."

@@ -117,6 +117,19 @@ class IdentityCache:
             not_before=not_before,
         )
 
+    def active_caller(self, principal: int | str) -> Caller | None:
+        """The caller for an active principal given by id or name (e.g. whoever wrote a
+        config, acting again when it is served); None if it is gone or disabled."""
+        snap = self.snapshot()
+        record = (
+            snap.principals.get(principal)
+            if isinstance(principal, int)
+            else snap.by_name.get(principal)
+        )
+        if record is None or not record.active:
+            return None
+        return self.caller(record.id)
+
     def session_live(self, session_id: str, principal_id: int) -> bool:
         """A session this snapshot does not know yet (started on another replica since it was
         loaded): ask the metastore, once per snapshot."""

@@ -29,19 +29,14 @@ def require_secret_use(
 ) -> None:
     """Raise unless ``principal`` (a caller, a principal id or name) may use ``reference``:
     it exists, is active, holds ``READ`` on the scope, and the key exists."""
-    if isinstance(principal, Caller):
-        caller = principal
-    else:
-        snapshot = platform.identity_cache.snapshot()
-        record = (
-            snapshot.principals.get(principal)
-            if isinstance(principal, int)
-            else snapshot.by_name.get(principal)
+    caller = (
+        principal
+        if isinstance(principal, Caller)
+        else platform.identity_cache.active_caller(principal)
+    )
+    if caller is None:
+        raise PermissionDenied(
+            f"Secret {reference} was put here by a principal that no longer exists or is "
+            "disabled; put the reference again as someone who may read it."
         )
-        if record is None or not record.active:
-            raise PermissionDenied(
-                f"Secret {reference} was put here by a principal that no longer exists or is "
-                "disabled; put the reference again as someone who may read it."
-            )
-        caller = platform.identity_cache.caller(record.id)
     secrets_of(platform).check_readable(caller, reference)

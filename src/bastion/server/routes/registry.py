@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.egress import require_egress
 from bastion.errors import InvalidRequest, PermissionDenied
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name, validate_part
@@ -277,8 +278,9 @@ def create_version(
     name = _model_name(f"{body.catalog_name}.{body.schema_name}.{body.model_name}")
     request.state.audit_params = {"full_name": name, "source": body.source or "external_model"}
     _require_manage(platform, caller, name)
-    if body.external_model is not None:  # its key reference is the creator's to give
+    if body.external_model is not None:  # its URL and key are the creator's to give
         external = parse_external_model(body.external_model)
+        require_egress(platform, caller.is_admin, [external.base_url])
         if external.api_key is not None:
             require_secret_use(platform, caller, external.api_key)
     source = None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.egress import require_egress
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import (
@@ -143,6 +144,7 @@ def _entity(platform: Platform, caller: Caller, entity: ServedEntityInput) -> di
                 "'entity_name' + 'entity_version', not both."
             )
         external = parse_external_model(entity.external_model)
+        require_egress(platform, caller.is_admin, [external.base_url])
         if external.api_key is not None:
             require_secret_use(platform, caller, external.api_key)
         out["external_model"] = external.as_config()

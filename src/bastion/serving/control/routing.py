@@ -61,6 +61,9 @@ class Upstream:
     ready: bool = True
     worker_key: str | None = None
     runtime: str | None = None  # for workers: "llama.cpp" or "mlflow.pyfunc"
+    #: The URL was written by someone other than an admin: connect only to addresses the
+    #: egress policy allows (checked after DNS resolution, on every new connection).
+    egress_restricted: bool = False
 
 
 @dataclass(frozen=True)
@@ -157,11 +160,14 @@ class EndpointRouter:
         *,
         worker_env: Callable[[str], tuple[tuple[str, str], ...]] | None = None,
         secret_guard: SecretGuard | None = None,
+        trusted: Callable[[int | str], bool] | None = None,
     ) -> None:
         """``worker_env(worker_key)``: extra environment for MLflow pyfunc workers (where
         their spans go; see :mod:`.agent_traces`). ``secret_guard(principal, reference)``
         raises unless the principal who put a secret reference into the serving path may
-        still use it; it runs on every rebuild, so revocations apply on the next request."""
+        still use it; it runs on every rebuild, so revocations apply on the next request.
+        ``trusted(principal)``: whether URLs that principal wrote skip the egress policy
+        (admins); None trusts nobody."""
         self._metastore = metastore
         self._endpoints = endpoints
         self._registry = registry
@@ -169,6 +175,7 @@ class EndpointRouter:
         self.supervisor = supervisor
         self.worker_env = worker_env
         self.secret_guard = secret_guard
+        self.trusted = trusted
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
 
@@ -363,6 +370,7 @@ class EndpointRouter:
             upstream_model=external.name,
             api_key=api_key,
             timeout_s=timeout,
+            egress_restricted=not (self.trusted is not None and self.trusted(bound_by)),
         )
 
 

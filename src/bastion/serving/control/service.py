@@ -46,6 +46,7 @@ class ServingControl:
             self.supervisor,
             worker_env=AgentTraceEnv(platform),
             secret_guard=lambda who, reference: require_secret_use(platform, who, reference),
+            trusted=lambda who: _is_admin(platform, who),
         )
         self.base_url = platform.settings.base_url
         self._interval = reconcile_interval_s
@@ -79,6 +80,11 @@ class ServingControl:
             self._thread.join(timeout=10)
             self._thread = None
         self.supervisor.stop_all()
+
+
+def _is_admin(platform: Platform, principal: int | str) -> bool:
+    caller = platform.identity_cache.active_caller(principal)
+    return caller is not None and caller.is_admin
 
 
 def serving_of(platform: Platform) -> ServingControl:

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bastion.egress import policy_of
 from bastion.errors import (
     BastionError,
     GuardrailViolation,
@@ -206,7 +207,7 @@ class Gateway:
         self.platform = platform
         self.router = router
         self.control_plane = control_plane
-        self.upstreams = upstreams or UpstreamClient()
+        self.upstreams = upstreams or UpstreamClient(egress=policy_of(platform))
         self.log = log
         self.on_upstream_failure = on_upstream_failure
         self.rng = rng or random.Random()
@@ -432,9 +433,24 @@ class Gateway:
         outcome = self._guard(exchange, policy, texts, "output")
         return with_reply_texts(reply, indexes, outcome.texts) if outcome.modified else reply
 
+    def _for_caller(self, exchange: Exchange, error: BastionError) -> BastionError:
+        """An upstream's own words reach only callers who may manage the endpoint."""
+        detail = getattr(error, "detail", None)
+        if not detail or exchange.caller is None or exchange.endpoint is None:
+            return error
+        try:
+            node = self.platform.authorizer.node(SecurableType.SERVING_ENDPOINT, exchange.endpoint)
+        except NotFound:
+            return error
+        if Privilege.CAN_MANAGE not in self.platform.authorizer.effective(exchange.caller, node):
+            return error
+        shown = type(error)(f"{error.message} It said: {detail}")
+        shown.status_code, shown.error_code = error.status_code, error.error_code
+        return shown
+
     async def _fail(self, exchange: Exchange, send: Send, error: BastionError) -> None:
-        status, body = render_error(exchange.api, error)
-        exchange.status, exchange.error = status, error.message
+        status, body = render_error(exchange.api, self._for_caller(exchange, error))
+        exchange.status, exchange.error = status, error.message  # logged without the detail
         exchange.finished = time.perf_counter()
         self._record(exchange)
         headers = self._trace_headers(exchange)

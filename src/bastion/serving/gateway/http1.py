@@ -20,7 +20,7 @@ import ssl
 import time
 import zlib
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
@@ -229,7 +229,12 @@ class Http1Pool:
         idle_timeout: float = 60.0,
         connect_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
+        resolver: Callable[[str, int], Awaitable[list[str]]] | None = None,
     ) -> None:
+        """``resolver(host, port)``: the addresses a new connection may use (it raises to
+        refuse); the pool then connects to exactly those, so what was checked is what is
+        reached. None: the operating system resolves and connects as usual."""
+        self._resolver = resolver
         self._max = max_per_origin
         self._idle_timeout = idle_timeout
         self._connect_timeout = connect_timeout
@@ -246,16 +251,12 @@ class Http1Pool:
     async def _connect(self, origin: Origin) -> _Connection:
         loop = asyncio.get_running_loop()
         tls = origin.scheme == "https"
+        addresses = [origin.host]
+        if self._resolver is not None:
+            addresses = await self._resolver(origin.host, origin.port)
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Connection(loop),
-                    origin.host,
-                    origin.port,
-                    ssl=self._ssl_context() if tls else None,
-                    server_hostname=origin.host if tls else None,
-                ),
-                self._connect_timeout,
+                self._open_first(loop, addresses, origin, tls), self._connect_timeout
             )
         except TimeoutError:
             raise ConnectionFailed(
@@ -268,6 +269,27 @@ class Http1Pool:
             ) from None
         self._open.add(conn)
         return conn
+
+    async def _open_first(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        addresses: list[str],
+        origin: Origin,
+        tls: bool,
+    ) -> tuple[asyncio.BaseTransport, _Connection]:
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                return await loop.create_connection(
+                    lambda: _Connection(loop),
+                    address,
+                    origin.port,
+                    ssl=self._ssl_context() if tls else None,
+                    server_hostname=origin.host if tls else None,
+                )
+            except OSError as exc:
+                error = exc
+        raise error or OSError(f"no address for {origin.host}")
 
     def _reuse(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from bastion.egress import EgressPolicy
 from bastion.errors import DeadlineExceeded, UpstreamError
 from bastion.serving.control.routing import Upstream
 from bastion.serving.gateway.http1 import ConnectionFailed, Http1Pool, Url
@@ -48,12 +49,19 @@ def _headers(target: Upstream, traceparent: str | None) -> dict[str, str]:
 
 
 def _failure(status: int, text: str) -> UpstreamError:
-    message = f"The model server answered {status}: {text[:300]}"
-    if status == 429 or status >= 500:
-        return RetryableUpstreamError(message)
-    error = UpstreamError(message)
-    error.status_code = 400 if status in (400, 413, 422) else 502
-    error.error_code = "BAD_REQUEST" if error.status_code == 400 else "UPSTREAM_ERROR"
+    """The error for an upstream's non-2xx answer. Its body goes in ``detail``, which the
+    gateway shows only to those who may manage the endpoint: an upstream's words (internal
+    hosts, other tenants' data, a misdirected service's page) are not every caller's to read."""
+    message = f"The model server answered {status}."
+    error = (
+        RetryableUpstreamError(message)
+        if status == 429 or status >= 500
+        else UpstreamError(message)
+    )
+    if not isinstance(error, RetryableUpstreamError):
+        error.status_code = 400 if status in (400, 413, 422) else 502
+        error.error_code = "BAD_REQUEST" if error.status_code == 400 else "UPSTREAM_ERROR"
+    error.detail = text[:300]
     return error
 
 
@@ -72,16 +80,28 @@ def _starting() -> Iterator[None]:
 
 
 class UpstreamClient:
-    """One connection pool per process, used from the serving event loop."""
+    """Connection pools of one process, used from the serving event loop.
 
-    def __init__(self, *, max_connections: int = 512) -> None:
+    Upstreams whose URL an ordinary user wrote (``egress_restricted``) go through a pool of
+    their own that resolves each new connection's host through the egress policy and
+    connects to exactly the addresses it allowed; connections are never shared between the
+    two pools, so a name an admin's entity reaches internally stays out of users' reach.
+    """
+
+    def __init__(self, *, max_connections: int = 512, egress: EgressPolicy | None = None) -> None:
         self._pool = Http1Pool(max_per_origin=max_connections)
+        self._restricted = Http1Pool(
+            max_per_origin=max_connections, resolver=(egress or EgressPolicy()).resolve
+        )
+
+    def _pool_for(self, target: Upstream) -> Http1Pool:
+        return self._restricted if target.egress_restricted else self._pool
 
     async def complete(
         self, target: Upstream, body: dict[str, Any], traceparent: str | None = None
     ) -> dict[str, Any]:
         with _starting():
-            response = await self._pool.request(
+            response = await self._pool_for(target).request(
                 _url(target.kind, target.base_url),
                 orjson.dumps(body),
                 _headers(target, traceparent),
@@ -102,7 +122,7 @@ class UpstreamClient:
     ) -> AsyncIterator[bytes]:
         """Yield raw SSE bytes; raises before the first byte if the upstream fails to start."""
         with _starting():
-            head, chunks = await self._pool.stream(
+            head, chunks = await self._pool_for(target).stream(
                 _url(target.kind, target.base_url),
                 orjson.dumps(body),
                 _headers(target, traceparent),
@@ -127,6 +147,7 @@ class UpstreamClient:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+        await self._restricted.aclose()
 
 
 async def _bounded(
