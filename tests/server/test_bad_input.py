@@ -80,7 +80,7 @@ BAD_REQUESTS = [
     ("POST", f"{SCIM}/Users", {"userName": "has space"}, 400),
     ("POST", f"{SCIM}/Users", {"userName": "admin"}, 409),
     ("POST", f"{SCIM}/Users", {"userName": "p@example.com", "password": "short"}, 400),
-    ("GET", f"{SCIM}/Users/abc", None, 404),
+    ("GET", f"{SCIM}/Users/abc", None, 400),
     ("GET", f"{SCIM}/Users/99999", None, 404),
     ("GET", f"{SCIM}/Users?filter=userName%20sw%20%22a%22", None, 400),
     ("PATCH", f"{SCIM}/Groups/1", {"Operations": [{"op": "explode"}]}, 400),

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from bastion.clock import now_ms
 from bastion.errors import BastionError, InvalidRequest, PermissionDenied
+from bastion.fields import check_nesting
 from bastion.governance.audit import AuditEvent
 from bastion.identity.model import Caller
 from bastion.platform import Platform, current_request
@@ -215,10 +216,13 @@ def parse(statement: str) -> exp.Expr:
 
 
 def _parse(statement: str) -> exp.Expr:
+    check_nesting(statement, "statement")  # deeper trees would exhaust the parser's stack
     try:
         trees = [t for t in sqlglot.parse(statement, read="databricks") if t is not None]
     except (sqlglot.errors.ParseError, sqlglot.errors.TokenError) as error:
         raise InvalidRequest(f"Syntax error: {str(error).splitlines()[0]}") from None
+    except RecursionError:
+        raise InvalidRequest("The statement is nested too deeply; flatten it.") from None
     if not trees:
         raise InvalidRequest("The statement is empty.")
     if len(trees) > 1:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from bastion.clock import Clock, now_ms
 from bastion.errors import AlreadyExists, BastionError, Conflict, InvalidRequest, NotFound
+from bastion.fields import parse_id
 from bastion.governance.securables import SecurableType
 from bastion.governance.store import GovernanceStore, SecurableInfo
 from bastion.metastore.db import Metastore
@@ -77,7 +78,7 @@ class RegisteredModel:
 
 def validate_alias(alias: str) -> str:
     text = alias[1:] if alias.startswith("@") else alias
-    if not _ALIAS.match(text) or text.isdigit():
+    if not _ALIAS.match(text) or text.isdigit() or not text.isascii():
         raise InvalidRequest(
             f"Invalid alias {alias!r}: use a letter followed by letters, digits, '_' or '-'."
         )
@@ -358,8 +359,11 @@ class ModelRegistry:
     def resolve(self, full_name: str, version_or_alias: str | int) -> ModelVersion:
         """``3``, ``"3"``, ``"@champion"`` or ``"champion"`` → that model version."""
         text = str(version_or_alias).strip()
-        if text.isdigit():
-            return self.get_version(full_name, int(text))
+        number = parse_id(text)
+        if number is not None:
+            return self.get_version(full_name, number)
+        if text.isdigit():  # digits, but not a version number this registry can hold
+            raise NotFound(f"Model '{full_name}' has no version {text[:32]!r}.")
         alias = validate_alias(text)
         version = self.aliases(full_name).get(alias)
         if version is None:

@@ -64,6 +64,18 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail) if exc.status_code != 404 else f"No API at {request.url.path}."
         return error_response(exc.status_code, code, message)
 
+    @app.exception_handler(RecursionError)
+    async def _nested(request: Request, exc: RecursionError) -> JSONResponse:
+        message = "The request is nested too deeply; flatten it."
+        request.state.error_message = message
+        return error_response(400, "INVALID_PARAMETER_VALUE", message)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        message = "A number in the request is out of range."
+        request.state.error_message = message
+        return error_response(400, "INVALID_PARAMETER_VALUE", message)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         request_id = getattr(request.state, "request_id", "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -14,6 +15,7 @@ from bastion.errors import PayloadTooLarge
 from bastion.governance.audit import AuditEvent, redact
 from bastion.platform import Platform, RequestInfo, current_request
 
+logger = logging.getLogger(__name__)
 _UNAUDITED = ("/healthz", "/metrics")
 # Uploads stream to disk with their own, larger bound (Settings.staging_max_file_bytes).
 _UPLOAD_PREFIXES = ("/api/2.0/bastion/staging/files/",)
@@ -52,6 +54,7 @@ class RequestContextMiddleware:
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         status_holder = {"status": 500}
+        responded = {"value": False}
         started = time.perf_counter()
 
         declared_type = headers.get("content-type", "")
@@ -88,6 +91,7 @@ class RequestContextMiddleware:
             if too_large:
                 return  # the 413 below answers instead of whatever the app made of it
             if message["type"] == "http.response.start":
+                responded["value"] = True
                 status_holder["status"] = message["status"]
                 extra = [
                     (b"x-request-id", request_id.encode()),
@@ -105,9 +109,32 @@ class RequestContextMiddleware:
                 status_holder["status"] = 413
                 state["error_message"] = "request body too large"
                 await self._reject_too_large(send, request_id, max_body)
+        except Exception:  # answered here, so the connection stays usable (no re-raise)
+            logger.exception("unhandled error in request %s", request_id)
+            status_holder["status"] = 500
+            if not responded["value"]:
+                await self._internal_error(send, request_id)
         finally:
             current_request.reset(token)
             self._audit(scope, state, info, status_holder["status"])
+
+    async def _internal_error(self, send: Send, request_id: str) -> None:
+        body = (
+            b'{"error_code":"INTERNAL_ERROR","message":"Internal error; the server log has '
+            b"details (request " + request_id.encode() + b')."}'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"x-request-id", request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     async def _reject_too_large(self, send: Send, request_id: str, max_body: int) -> None:
         body = (

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from bastion.errors import InvalidRequest
+from bastion.fields import check_nesting
 
 _SIMPLE: dict[str, tuple[str, pa.DataType]] = {
     "string": ("STRING", pa.string()),
@@ -54,6 +55,9 @@ class Column:
 
 def arrow_type(type_text: str) -> tuple[str, pa.DataType]:
     """``(type_name, arrow type)`` for a Databricks SQL type such as ``map<string,string>``."""
+    if not isinstance(type_text, str) or len(type_text) > 10_000:
+        raise InvalidRequest("A column type is a string of at most 10,000 characters.")
+    check_nesting(type_text, "column type", opening="<(", closing=">)")
     text = type_text.strip().lower()
     if text in _SIMPLE:
         return _SIMPLE[text]

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from bastion.fields import MAX_EPOCH_MS
 from bastion.identity.model import Caller
 from bastion.server.auth import authenticated, platform_of, require_admin
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/api/2.0/bastion", tags=["accounts"])
 @router.get("/audit", name="list_audit_events")
 def list_audit_events(
     request: Request,
-    since_ms: int | None = Query(default=None, ge=0),
+    since_ms: int | None = Query(default=None, ge=0, le=MAX_EPOCH_MS),
     action_name: str | None = Query(default=None, max_length=128),
     user: str | None = Query(default=None, max_length=255),
     limit: int = Query(default=100, ge=1, le=10_000),

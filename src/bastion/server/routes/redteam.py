@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import BastionError, InvalidRequest, NotFound, PermissionDenied
+from bastion.fields import Int32, Int64
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
 from bastion.identity.credentials import PAT_PREFIX
@@ -62,15 +63,15 @@ class StartScan(_Strict):
     endpoint: str = Field(min_length=1, max_length=256)
     risk_categories: list[str] | str | None = None
     strategies: list[str] | str | None = None
-    num_objectives: int | None = None
+    num_objectives: Int32 | None = None
     judge: str | None = None
     judge_endpoint: str | None = None
     attacker_endpoint: str | None = None
-    concurrency: int | None = None
-    threshold: int | None = None
-    thresholds: dict[str, int] | None = None
-    seed: int | None = None
-    max_tokens: int | None = None
+    concurrency: Int32 | None = None
+    threshold: Int32 | None = None
+    thresholds: dict[str, Int32] | None = None
+    seed: Int64 | None = None
+    max_tokens: Int32 | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
     seed_prompts: list[Any] | None = Field(default=None, max_length=5000)
     objectives_file: str | None = Field(default=None, max_length=255)
@@ -78,7 +79,7 @@ class StartScan(_Strict):
 
 
 class ResumeScan(_Strict):
-    concurrency: int | None = None
+    concurrency: Int32 | None = None
 
 
 class ScanRecordBody(BaseModel):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.egress import require_egress
 from bastion.errors import InvalidRequest, PermissionDenied
+from bastion.fields import MAX_INT32
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType, parse_name, validate_part
 from bastion.identity.model import Caller
@@ -28,6 +29,7 @@ from bastion.staging import resolve_source, staging_of
 router = APIRouter(prefix="/api/2.1/unity-catalog", tags=["unityCatalog"])
 
 READ = "catalog.models:read"
+VersionNumber = Path(ge=1, le=MAX_INT32, description="A version number of the model.")
 WRITE = "catalog.models"
 
 
@@ -75,7 +77,7 @@ class UpdateVersion(_Strict):
 
 
 class SetAlias(_Strict):
-    version_num: int = Field(ge=1)
+    version_num: int = Field(ge=1, le=MAX_INT32)
 
 
 def _tags(tags: list[Tag] | None) -> dict[str, str]:
@@ -319,7 +321,7 @@ def list_versions(
 def get_version(
     request: Request,
     full_name: str,
-    version: int,
+    version: int = VersionNumber,
     caller: Caller = Depends(authenticated(READ)),
 ) -> dict[str, Any]:
     platform = platform_of(request)
@@ -332,8 +334,8 @@ def get_version(
 def update_version(
     request: Request,
     full_name: str,
-    version: int,
-    body: UpdateVersion,
+    version: int = VersionNumber,
+    body: UpdateVersion = Body(),
     caller: Caller = Depends(authenticated(WRITE)),
 ) -> dict[str, Any]:
     platform = platform_of(request)
@@ -354,7 +356,7 @@ def update_version(
 def delete_version(
     request: Request,
     full_name: str,
-    version: int,
+    version: int = VersionNumber,
     caller: Caller = Depends(authenticated(WRITE)),
 ) -> dict[str, Any]:
     platform = platform_of(request)

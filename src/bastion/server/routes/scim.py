@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.clock import now_ms
-from bastion.errors import InvalidRequest, NotFound
+from bastion.errors import InvalidRequest
+from bastion.fields import MAX_INT32, parse_id
 from bastion.identity.model import Caller, PrincipalKind, PrincipalRecord
 from bastion.server.auth import authenticated, platform_of, require_admin
 
@@ -92,9 +93,10 @@ class PatchIn(_Strict):
 
 
 def _id(text: str) -> int:
-    if not text.isdigit():
-        raise NotFound(f"No principal with id {text!r}.")
-    return int(text)
+    value = parse_id(text)
+    if value is None:
+        raise InvalidRequest(f"Invalid id {text[:64]!r}: ids are decimal numbers (ASCII digits).")
+    return value
 
 
 def _list(resources: list[dict[str, Any]], start_index: int, count: int) -> dict[str, Any]:
@@ -184,8 +186,8 @@ def get_me(request: Request, caller: Caller = Depends(me)) -> dict[str, Any]:
 def list_users(
     request: Request,
     filter: str | None = None,
-    startIndex: int = 1,
-    count: int = 100,
+    startIndex: int = Query(default=1, ge=1, le=MAX_INT32),
+    count: int = Query(default=100, ge=0, le=MAX_INT32),
     _caller: Caller = Depends(read),
 ) -> dict[str, Any]:
     records = platform_of(request).identity.list_principals(PrincipalKind.USER)
@@ -254,10 +256,11 @@ def _apply_principal_patch(
                 identity.set_members(principal_id, **{"add" if op == "add" else "remove": ids})
             continue
         if path.startswith("members[value eq") and op == "remove" and kind is PrincipalKind.GROUP:
-            match = re.search(r'"(\d+)"', operation.path or "")
-            if not match:
+            match = re.search(r'"([0-9]+)"', operation.path or "")
+            member = parse_id(match.group(1)) if match else None
+            if member is None:
                 raise InvalidRequest(f"Unsupported path {operation.path!r}.")
-            identity.set_members(principal_id, remove=[int(match.group(1))])
+            identity.set_members(principal_id, remove=[member])
             continue
         updates = value if (not path and isinstance(value, dict)) else {path: value}
         for key, new in updates.items():
@@ -305,8 +308,8 @@ def delete_user(request: Request, user_id: str, caller: Caller = Depends(write))
 def list_groups(
     request: Request,
     filter: str | None = None,
-    startIndex: int = 1,
-    count: int = 100,
+    startIndex: int = Query(default=1, ge=1, le=MAX_INT32),
+    count: int = Query(default=100, ge=0, le=MAX_INT32),
     _caller: Caller = Depends(read),
 ) -> dict[str, Any]:
     records = platform_of(request).identity.list_principals(PrincipalKind.GROUP)
@@ -359,8 +362,8 @@ def delete_group(request: Request, group_id: str, caller: Caller = Depends(write
 def list_service_principals(
     request: Request,
     filter: str | None = None,
-    startIndex: int = 1,
-    count: int = 100,
+    startIndex: int = Query(default=1, ge=1, le=MAX_INT32),
+    count: int = Query(default=100, ge=0, le=MAX_INT32),
     _caller: Caller = Depends(read),
 ) -> dict[str, Any]:
     records = platform_of(request).identity.list_principals(PrincipalKind.SERVICE_PRINCIPAL)

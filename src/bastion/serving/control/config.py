@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.egress import require_egress
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
+from bastion.fields import NonNegativeInt32, parse_id
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import (
     SecurableType,
@@ -49,10 +50,10 @@ class ServedEntityInput(_Strict):
     workload_type: str | None = None
     scale_to_zero_enabled: bool | None = None
     environment_vars: dict[str, str] | None = None
-    min_provisioned_concurrency: int | None = None
-    max_provisioned_concurrency: int | None = None
-    min_provisioned_throughput: int | None = None
-    max_provisioned_throughput: int | None = None
+    min_provisioned_concurrency: NonNegativeInt32 | None = None
+    max_provisioned_concurrency: NonNegativeInt32 | None = None
+    min_provisioned_throughput: NonNegativeInt32 | None = None
+    max_provisioned_throughput: NonNegativeInt32 | None = None
     request_timeout_s: float | None = Field(default=None, gt=0, le=3600)
 
 
@@ -156,7 +157,11 @@ def _entity(platform: Platform, caller: Caller, entity: ServedEntityInput) -> di
             )
         model = parse_name(SecurableType.MODEL, entity.entity_name)
         version_text = str(entity.entity_version).strip()
-        reference = version_text if version_text.isdigit() else "@" + validate_alias(version_text)
+        reference = (
+            str(parse_id(version_text))
+            if parse_id(version_text) is not None
+            else "@" + validate_alias(version_text)
+        )
         try:
             version = load_version(platform, caller, model, reference)
         except NotFound as exc:

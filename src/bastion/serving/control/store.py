@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from bastion.clock import Clock, now_ms
 from bastion.errors import AlreadyExists, NotFound
+from bastion.fields import parse_id
 from bastion.governance.securables import SecurableType
 from bastion.governance.store import GovernanceStore
 from bastion.metastore.db import Metastore
@@ -118,8 +119,9 @@ class EndpointStore:
             row = session.scalar(
                 select(ServingEndpointRow).where(ServingEndpointRow.name == name_or_id)
             )
-            if row is None and name_or_id.isdigit():
-                row = session.get(ServingEndpointRow, int(name_or_id))
+            number = parse_id(name_or_id)
+            if row is None and number is not None:
+                row = session.get(ServingEndpointRow, number)
             if row is None:
                 raise NotFound(f"Serving endpoint '{name_or_id}' does not exist.")
             return _record(row)
