@@ -150,3 +150,46 @@ def test_upstream_error_bodies_reach_only_managers(server: RunningServer, stub: 
     as_manager = ask(server.admin_token)
     assert as_manager.status_code == 502
     assert "internal-auth-portal" in as_manager.text
+
+
+def test_a_server_side_scan_never_follows_the_request_host_header(
+    server: RunningServer, stub: StubServer
+) -> None:
+    """The scan's credential goes only to this server, whatever ``Host`` the client sent."""
+    import time
+
+    catcher = start_stub("caught")
+    try:
+        _, alice = create_user(server, "alice@example.com")
+        with server.admin() as admin:
+            body = {"name": "target", "config": {"served_entities": [external_entity(stub)]}}
+            assert admin.post(EP, json=body).status_code == 200
+            acl = {
+                "access_control_list": [
+                    {"user_name": "alice@example.com", "permission_level": "CAN_QUERY"}
+                ]
+            }
+            assert admin.patch("/api/2.0/permissions/serving-endpoints/target", json=acl)
+        spoofed = {"Host": f"127.0.0.1:{catcher.server_address[1]}"}
+        with server.client(alice, **spoofed) as client:
+            started = client.post(
+                "/api/2.0/redteam/scans",
+                json={
+                    "endpoint": "target",
+                    "risk_categories": "violence",
+                    "strategies": "baseline",
+                    "num_objectives": 1,
+                },
+            )
+            assert started.status_code == 200, started.text
+            scan_id = started.json()["scan_id"]
+        with server.client(alice) as client:
+            deadline = time.monotonic() + 60
+            while client.get(f"/api/2.0/redteam/scans/{scan_id}").json()["status"] == "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert catcher.seen_authorization == [] and catcher.seen_bodies == []
+        assert stub.seen_bodies, "the scan reached the real endpoint"
+    finally:
+        catcher.shutdown()
+        catcher.server_close()

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.errors import BastionError, InvalidRequest, NotFound, PermissionDenied
+from bastion.errors import BastionError, InvalidRequest, NotFound, PermissionDenied, RateLimited
 from bastion.fields import Int32, Int64
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/2.0/redteam", tags=["redteam"])
 
 SCOPE = "redteam"
+MAX_RUNNING_PER_USER = 2  # scans run in server threads: one user may not fill the server
 SCAN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BATCH = 1000
 TOKEN_LIFETIME_S = 3600
@@ -180,6 +181,12 @@ class ScanManager:
                 f"endpoint '{config.endpoint}' (scope 'serving.serving-endpoints' is needed)."
             )
         require_can_query(self.platform, caller, config.endpoint)
+        mine = [s for s in self.running() if s.requester == caller.name]
+        if len(mine) >= MAX_RUNNING_PER_USER:
+            raise RateLimited(
+                f"You have {len(mine)} scans running (at most {MAX_RUNNING_PER_USER} at once); "
+                "wait for one to finish."
+            )
         for extra in (config.judge_endpoint, config.attacker_endpoint):
             if extra:
                 require_can_query(self.platform, caller, extra)
@@ -244,6 +251,21 @@ def scan_credential(platform: Platform, caller: Caller, scan_id: str) -> tuple[s
         parent_id=caller.credential_id,
         attributes={SCAN_ATTRIBUTE: scan_id},
     )
+
+
+def own_url(request: Request) -> str:
+    """This server's address as the socket it answered on, for a scan running inside it.
+
+    Never the request's ``Host`` header: a scan sends its credential with every request,
+    and a client-chosen host would receive it (and make the server call anywhere).
+    """
+    server = request.scope.get("server")
+    if not server:
+        raise InvalidRequest("The server's own address is unknown; run the scan from the CLI.")
+    host, port = server[0], server[1]
+    if ":" in str(host):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
 
 
 def manager_of(platform: Platform) -> ScanManager:
@@ -358,7 +380,7 @@ def start_scan(
     config = ScanConfig.from_parameters(options)
     if body.scan_id and read_scans(platform, [body.scan_id]):
         raise InvalidRequest(f"Scan '{body.scan_id}' exists; resume it instead.")
-    state = manager_of(platform).start(caller, config, str(request.base_url), scan_id=body.scan_id)
+    state = manager_of(platform).start(caller, config, own_url(request), scan_id=body.scan_id)
     return state.to_dict()
 
 
@@ -383,7 +405,7 @@ def resume_scan(
     state = manager_of(platform).start(
         caller,
         config,
-        str(request.base_url),
+        own_url(request),
         scan_id=scan_id,
         previous=read_results(platform, scan_id),
         created_at=stored.get("created_at"),
