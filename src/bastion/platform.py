@@ -39,7 +39,8 @@ class Platform:
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
-        settings.home.mkdir(parents=True, exist_ok=True)
+        # Owner-only: the metastore, the signing key, staged uploads and every table live here.
+        settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         engine = create_metastore_engine(settings.resolved_database_url)
         upgrade(engine)
         self.metastore = Metastore(engine)
