@@ -17,10 +17,11 @@ setup: $(STAMP)
 up: setup
 	$(BIN)/bastion up
 
-lint: setup
+lint: setup  # format, lint, types, and the import layers of docs/architecture.md
 	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)

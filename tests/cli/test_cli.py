@@ -10,6 +10,8 @@ from pathlib import Path
 
 from conftest import RunningServer
 
+CLI = (sys.executable, "-m", "bastion.cli.main")
+
 
 def bastion(
     server: RunningServer, tmp_path: Path, *args: str, token: str | None = None
@@ -84,3 +86,102 @@ def test_configure_writes_a_private_profile(shared_server: RunningServer, tmp_pa
     config = tmp_path / "config"
     assert config.stat().st_mode & 0o777 == 0o600
     assert "host = http://h:1" in config.read_text()
+
+
+def test_password_comes_on_standard_input(shared_server: RunningServer, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "BASTION_HOST": shared_server.url,
+        "BASTION_TOKEN": shared_server.admin_token,
+        "BASTION_CONFIG_FILE": str(tmp_path / "config"),
+    }
+    created = subprocess.run(
+        [*CLI, "users", "create", "piped@example.com", "--prompt-password"],
+        input="piped-password-1\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    with shared_server.client() as anon:
+        login = anon.post(
+            "/oidc/v1/token",
+            data={
+                "grant_type": "password",
+                "username": "piped@example.com",
+                "password": "piped-password-1",
+            },
+        )
+    assert login.status_code == 200, login.text
+    empty = subprocess.run(
+        [*CLI, "users", "create", "nopw@example.com", "--prompt-password"],
+        input="",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert empty.returncode == 1 and "no password" in empty.stderr.lower()
+
+
+def test_tables_list_get_describe_history_and_readable_grants(
+    shared_server: RunningServer, tmp_path: Path
+) -> None:
+    run = lambda *a: bastion(shared_server, tmp_path, *a)  # noqa: E731
+    for statement in (
+        "CREATE TABLE main.default.cli_orders (id BIGINT COMMENT 'order id', region STRING)",
+        "INSERT INTO main.default.cli_orders VALUES (1, 'EU'), (2, 'US')",
+    ):
+        assert run("sql", statement).returncode == 0
+    listed = json.loads(run("tables", "list", "main.default", "--json").stdout)
+    assert "main.default.cli_orders" in [t["full_name"] for t in listed]
+    got = json.loads(run("tables", "get", "main.default.cli_orders").stdout)
+    assert [c["name"] for c in got["columns"]] == ["id", "region"]
+    described = run("tables", "describe", "main.default.cli_orders")
+    assert "order id" in described.stdout and "bigint" in described.stdout
+    history = json.loads(run("tables", "history", "main.default.cli_orders", "--json").stdout)
+    assert [h["operation"] for h in history][:2] == ["WRITE", "CREATE TABLE"]
+    assert [h["version"] for h in history][:2] == ["1", "0"]
+    bad = run("tables", "list", "main")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
+    missing = run("tables", "history", "main.default.nope")
+    assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+    assert (
+        run(
+            "grants",
+            "update",
+            "table",
+            "main.default.cli_orders",
+            "--principal",
+            "users",
+            "--add",
+            "SELECT",
+            "--add",
+            "MODIFY",
+        ).returncode
+        == 0
+    )
+    shown = run("grants", "get", "table", "main.default.cli_orders")
+    assert "MODIFY, SELECT" in shown.stdout and '"' not in shown.stdout
+    effective = run("grants", "effective", "table", "main.default.cli_orders")
+    assert "catalog main" in effective.stdout and "USE_CATALOG" in effective.stdout
+    assert "[" not in effective.stdout and "{" not in effective.stdout
+
+
+def test_the_cli_imports_no_server_or_data_stack() -> None:
+    """The CLI is a thin HTTP client: starting it loads no data, model or server stack."""
+    probe = (
+        "import sys, bastion.cli.main; "
+        "heavy = ('pyarrow', 'deltalake', 'duckdb', 'pandas', 'llama_cpp', 'numpy', "
+        "'sqlalchemy', 'fastapi', 'uvicorn', 'bastion.server', 'bastion.serving', "
+        "'bastion.query', 'bastion.platform', 'bastion.tables'); "
+        "print(sorted({h for m in sys.modules for h in heavy "
+        "if m == h or m.startswith(h + '.')}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]", loaded.stdout

@@ -17,6 +17,7 @@ from deltalake import DeltaTable
 from bastion.bootstrap import initialize
 from bastion.errors import InvalidRequest
 from bastion.identity.model import Caller, PrincipalKind
+from bastion.observability.exchange import Attempt, Exchange
 from bastion.observability.tracing import (
     SPANS,
     Tracer,
@@ -28,7 +29,6 @@ from bastion.observability.tracing import (
 )
 from bastion.platform import Platform
 from bastion.serving.control.routing import Upstream
-from bastion.serving.gateway.app import Attempt, Exchange
 from bastion.serving.protocols import ChatRequest, ClientApi
 from bastion.tables.system import location
 from conftest import RunningServer, ServerThread, make_settings

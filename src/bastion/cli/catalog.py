@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,12 +68,16 @@ def schemas_delete(full_name: str, force: Annotated[bool, typer.Option()] = Fals
         c.delete_schema(full_name, force)
 
 
+def _granted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``privilege_assignments`` with the privileges as one readable cell."""
+    return [{**r, "privileges": ", ".join(r.get("privileges") or [])} for r in rows]
+
+
 @grants.command("get")
 def grants_get(securable_type: str, full_name: str, as_json: AsJson = False) -> None:
     with client() as c:
-        print_table(
-            c.get_permissions(securable_type, full_name), ["principal", "privileges"], as_json
-        )
+        rows = c.get_permissions(securable_type, full_name)
+        print_table(rows if as_json else _granted(rows), ["principal", "privileges"], as_json)
 
 
 @grants.command("effective")
@@ -85,7 +89,23 @@ def grants_effective(
 ) -> None:
     with client() as c:
         rows = c.get_effective_permissions(securable_type, full_name, principal)
+    if as_json:
         print_table(rows, ["principal", "privileges"], as_json)
+        return
+    flat = [
+        {
+            "principal": row["principal"],
+            "privilege": grant["privilege"],
+            "inherited from": (
+                f"{grant['inherited_from_type'].lower()} {grant['inherited_from_name']}"
+                if grant.get("inherited_from_name")
+                else ""
+            ),
+        }
+        for row in rows
+        for grant in row.get("privileges") or []
+    ]
+    print_table(flat, ["principal", "privilege", "inherited from"], False)
 
 
 @grants.command("update")
@@ -98,7 +118,7 @@ def grants_update(
 ) -> None:
     with client() as c:
         rows = c.update_permissions(securable_type, full_name, principal, add, remove)
-        print_table(rows, ["principal", "privileges"], False)
+        print_table(_granted(rows), ["principal", "privileges"], False)
 
 
 @audit.command("list")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from bastion.client import BastionClient
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.client import BastionClient
 
 console = Console()
 err_console = Console(stderr=True)
@@ -21,6 +24,8 @@ err_console = Console(stderr=True)
 @contextmanager
 def client() -> Iterator[BastionClient]:
     """A client from the active profile; a Bastion error becomes one line on stderr, exit 1."""
+    from bastion.client.http import BastionClient  # the HTTP stack, only for commands that call
+
     try:
         with BastionClient.from_profile() as c:
             yield c
@@ -45,6 +50,18 @@ def _cell(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value)
     return str(value)
+
+
+def read_secret(label: str, *, confirm: bool = True) -> str:
+    """A password or token: prompted (hidden, confirmed) on a terminal, else read as one line
+    from standard input, so that pipes and scripts work (``echo $PW | bastion ...``)."""
+    if sys.stdin.isatty():
+        return str(typer.prompt(label, hide_input=True, confirmation_prompt=confirm))
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        err_console.print(f"[red]Error:[/red] no {label.lower()} on standard input.")
+        raise typer.Exit(1)
+    return value
 
 
 def print_json(value: Any) -> None:

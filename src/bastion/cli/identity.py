@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.common import client, print_json, print_table
+from bastion.cli.common import client, print_json, print_table, read_secret
 
 users = typer.Typer(help="Users (SCIM).", no_args_is_help=True)
 groups = typer.Typer(help="Groups and their members.", no_args_is_help=True)
@@ -33,8 +33,8 @@ def users_create(
     ] = None,
     prompt_password: Annotated[bool, typer.Option()] = False,
 ) -> None:
-    if prompt_password:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if prompt_password:  # on a terminal: hidden and confirmed; else one line from stdin
+        password = read_secret("Password")
     with client() as c:
         print_json(c.create_user(user_name, display_name, password))
 

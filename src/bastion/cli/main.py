@@ -6,10 +6,10 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli import catalog, identity, redteam, registry
-from bastion.cli.common import err_console
+from bastion.cli import catalog, identity, redteam, registry, tables
+from bastion.cli.common import err_console, read_secret
 from bastion.cli.sql import run_sql
-from bastion.client.http import Profile, save_profile
+from bastion.client.profiles import Profile, save_profile
 
 app = typer.Typer(
     help="Bastion: governed generative-AI operations.",
@@ -22,6 +22,7 @@ app.add_typer(identity.service_principals, name="service-principals")
 app.add_typer(identity.tokens, name="tokens")
 app.add_typer(catalog.catalogs, name="catalogs")
 app.add_typer(catalog.schemas, name="schemas")
+app.add_typer(tables.tables, name="tables")
 app.add_typer(catalog.grants, name="grants")
 app.add_typer(catalog.audit, name="audit")
 app.add_typer(registry.models, name="models")
@@ -70,7 +71,7 @@ def configure(
 ) -> None:
     """Save a connection profile in ~/.bastion/config."""
     if token is None:
-        token = typer.prompt("Token", hide_input=True)
+        token = read_secret("Token", confirm=False)
     path = save_profile(Profile(host.rstrip("/"), token), profile)
     typer.echo(f"Saved profile {profile!r} to {path}.")
 

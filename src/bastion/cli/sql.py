@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from bastion import sql as dbapi
 from bastion.cli.common import console, err_console
-from bastion.client.http import load_profile
+from bastion.client.profiles import load_profile
 
 
 def run_sql(
@@ -21,6 +20,8 @@ def run_sql(
     as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
 ) -> None:
     """Run a SQL statement with your own grants and print the rows."""
+    from bastion import sql as dbapi  # pyarrow, only when a statement runs
+
     parameters: dict[str, str] = {}
     for item in param or []:
         name, sep, value = item.partition("=")

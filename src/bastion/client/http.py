@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import configparser
-import os
-from dataclasses import dataclass
-from pathlib import Path
+import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
 from bastion import errors
+from bastion.client.profiles import Profile, config_path, load_profile, save_profile
 from bastion.client.serving import ServingClientMixin
+
+__all__ = ["BastionClient", "Profile", "config_path", "load_profile", "save_profile"]
 
 _BY_CODE: dict[str, type[errors.BastionError]] = {
     "INVALID_PARAMETER_VALUE": errors.InvalidRequest,
@@ -24,45 +24,6 @@ _BY_CODE: dict[str, type[errors.BastionError]] = {
     "RESOURCE_ALREADY_EXISTS": errors.AlreadyExists,
     "REQUEST_LIMIT_EXCEEDED": errors.RateLimited,
 }
-
-
-def config_path() -> Path:
-    return Path(os.environ.get("BASTION_CONFIG_FILE", Path.home() / ".bastion" / "config"))
-
-
-@dataclass(frozen=True)
-class Profile:
-    host: str
-    token: str | None
-
-
-def load_profile(name: str = "DEFAULT") -> Profile:
-    """Environment first (``BASTION_HOST``, ``BASTION_TOKEN``), then the config file profile."""
-    parser = configparser.ConfigParser()
-    path = config_path()
-    if path.exists():
-        parser.read(path)
-    section = parser[name] if name in parser else parser["DEFAULT"]
-    host = os.environ.get("BASTION_HOST") or section.get("host") or "http://127.0.0.1:8000"
-    token = os.environ.get("BASTION_TOKEN") or section.get("token")
-    return Profile(host=host.rstrip("/"), token=token)
-
-
-def save_profile(profile: Profile, name: str = "DEFAULT") -> Path:
-    path = config_path()
-    parser = configparser.ConfigParser()
-    if path.exists():
-        parser.read(path)
-    if name != "DEFAULT" and name not in parser:
-        parser.add_section(name)
-    parser[name]["host"] = profile.host
-    if profile.token:
-        parser[name]["token"] = profile.token
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    with path.open("w") as handle:
-        parser.write(handle)
-    return path
 
 
 def _q(name: str) -> str:
@@ -259,6 +220,39 @@ class BastionClient(ServingClientMixin):
             json={"changes": [change]},
         )
         return list(body.get("privilege_assignments", []))
+
+    # -- tables and SQL -----------------------------------------------------------------------
+
+    def list_tables(self, catalog: str, schema: str) -> list[dict[str, Any]]:
+        body = self.request(
+            "GET",
+            "/api/2.1/unity-catalog/tables",
+            params={"catalog_name": catalog, "schema_name": schema},
+        )
+        return list(body.get("tables", []))
+
+    def get_table(self, full_name: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/api/2.1/unity-catalog/tables/{_q(full_name)}"))
+
+    def statement(self, text: str, *, timeout_s: float = 300) -> tuple[list[str], list[list[Any]]]:
+        """Run one statement through the Statement Execution API; column names and rows
+        (JSON_ARRAY: every value a string or null). Polls until it is done."""
+        body = self.request(
+            "POST", "/api/2.0/sql/statements", json={"statement": text, "wait_timeout": "30s"}
+        )
+        deadline = time.monotonic() + timeout_s
+        while body["status"]["state"] in ("PENDING", "RUNNING"):
+            if time.monotonic() > deadline:
+                self.request("POST", f"/api/2.0/sql/statements/{body['statement_id']}/cancel")
+                raise errors.DeadlineExceeded("The statement did not finish in time.")
+            time.sleep(0.2)
+            body = self.request("GET", f"/api/2.0/sql/statements/{body['statement_id']}")
+        error = body["status"].get("error")
+        if error is not None:
+            code = str(error.get("error_code", ""))
+            raise _BY_CODE.get(code, errors.BastionError)(str(error.get("message", "")))
+        columns = [c["name"] for c in body["manifest"]["schema"]["columns"]]
+        return columns, list(body.get("result", {}).get("data_array") or [])
 
     # -- audit --------------------------------------------------------------------------------
 

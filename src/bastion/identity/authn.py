@@ -7,6 +7,7 @@ metastore's generation moves, so validating a token costs a hash and a few dict 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -229,6 +230,20 @@ class Authenticator:
 
     def principal(self, name: str) -> PrincipalRecord | None:
         return self._cache.snapshot().by_name.get(name)
+
+
+def presented_token(headers: Mapping[str, str]) -> str:
+    """The credential in ``Authorization: Bearer …`` or ``x-api-key`` (lower-case header keys)."""
+    header = headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        raise Unauthenticated("Use 'Authorization: Bearer <token>'.")
+    api_key = headers.get("x-api-key")
+    if api_key:
+        return api_key.strip()
+    raise Unauthenticated("Credential was not sent or was of an unsupported type for this API.")
 
 
 def principal_kind_label(kind: PrincipalKind) -> str:

@@ -17,13 +17,13 @@ import orjson
 
 from bastion.errors import BastionError, Conflict
 from bastion.governance.securables import SecurableType
+from bastion.observability.exchange import Exchange
 from bastion.observability.payload_tables import (
     bind_payload_table,
     bound_payload_tables,
     payload_table_name,
 )
 from bastion.platform import Platform
-from bastion.serving.gateway.app import Exchange
 from bastion.tables.system import ENDPOINT_USAGE, SERVED_ENTITIES, location, payload_table
 
 logger = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ from bastion.tables.system import define_table
 
 if TYPE_CHECKING:
     from bastion.identity.model import Caller
-    from bastion.serving.gateway.app import Exchange
+    from bastion.observability.exchange import Exchange
 
 logger = logging.getLogger(__name__)
 

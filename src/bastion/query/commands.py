@@ -1,9 +1,9 @@
 """Statements sqlglot does not model, matched whole by anchored patterns.
 
-SHOW CATALOGS|SCHEMAS|TABLES|FUNCTIONS|GRANTS, DESCRIBE, GRANT/REVOKE and the row filter and
-column mask forms of ALTER TABLE. A pattern must match the entire statement, so nothing can
-be appended to one (a second statement, say) without the text falling through to the parser,
-which refuses it.
+SHOW CATALOGS|SCHEMAS|TABLES|FUNCTIONS|GRANTS, DESCRIBE [HISTORY], GRANT/REVOKE and the row
+filter and column mask forms of ALTER TABLE. A pattern must match the entire statement, so
+nothing can be appended to one (a second statement, say) without the text falling through to
+the parser, which refuses it.
 """
 
 from __future__ import annotations
@@ -108,6 +108,19 @@ def _show_grants(ctx: Context, m: dict[str, str | None]) -> pa.Table:
     return metadata.show_grants(
         ctx.platform, ctx.catalog, ctx.caller, kind, _full_name(kind, m["name"]), principal
     )
+
+
+def _history(ctx: Context, m: dict[str, str | None]) -> pa.Table:
+    assert m["name"] is not None
+    full_name = _full_name(SecurableType.TABLE, m["name"])
+    if ctx.catalog.node(SecurableType.TABLE, full_name) is None:
+        raise NotFound(f"Table '{full_name}' does not exist.")
+    ctx.platform.authorizer.require(ctx.caller, Privilege.SELECT, SecurableType.TABLE, full_name)
+    info = ctx.catalog.info(SecurableType.TABLE, full_name)
+    limit = int(m["limit"] or 0) or None
+    if limit is not None and not 1 <= limit <= 100_000:
+        raise InvalidRequest("DESCRIBE HISTORY ... LIMIT takes 1 to 100000.")
+    return metadata.describe_history(info, limit)
 
 
 def _describe(ctx: Context, m: dict[str, str | None]) -> pa.Table:
@@ -264,6 +277,13 @@ COMMANDS: tuple[Command, ...] = (
             rf"\s+(?P<name>{DOTTED})"
         ),
         _show_grants,
+    ),
+    Command(
+        "DESCRIBE",
+        _pattern(
+            rf"DESC(?:RIBE)?\s+HISTORY\s+(?P<name>{DOTTED})(?:\s+LIMIT\s+(?P<limit>[0-9]{{1,9}}))?"
+        ),
+        _history,
     ),
     Command(
         "DESCRIBE",

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from bastion.observability.exchange import Exchange
 from bastion.observability.inference import InferenceLogger
 from bastion.observability.metrics import Metrics
 from bastion.observability.tracing import tracer_for
@@ -37,7 +38,7 @@ from bastion.server.routes import (
 from bastion.server.statements import StatementManager
 from bastion.serving.control.routing import Upstream
 from bastion.serving.control.service import serving_of
-from bastion.serving.gateway.app import Exchange, Gateway
+from bastion.serving.gateway.app import Gateway
 from bastion.settings import Settings
 
 

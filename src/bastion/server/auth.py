@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from fastapi import Request
 
-from bastion.errors import PermissionDenied, Unauthenticated
+from bastion.errors import PermissionDenied
+from bastion.identity.authn import presented_token
 from bastion.identity.model import Caller
 from bastion.platform import Platform
 
@@ -14,20 +15,6 @@ from bastion.platform import Platform
 def platform_of(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
-
-
-def presented_token(headers: Mapping[str, str]) -> str:
-    """The credential in ``Authorization: Bearer …`` or ``x-api-key`` (lower-case header keys)."""
-    header = headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        raise Unauthenticated("Use 'Authorization: Bearer <token>'.")
-    api_key = headers.get("x-api-key")
-    if api_key:
-        return api_key.strip()
-    raise Unauthenticated("Credential was not sent or was of an unsupported type for this API.")
 
 
 def authenticated(scope: str) -> Callable[[Request], Caller]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 import orjson
@@ -29,10 +29,11 @@ from bastion.errors import (
 )
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
+from bastion.identity.authn import presented_token
 from bastion.identity.model import SCAN_ATTRIBUTE, Caller
-from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
+from bastion.observability.exchange import Attempt, Check, Exchange
+from bastion.observability.traceparent import new_trace_id
 from bastion.platform import Platform, RequestInfo, current_request
-from bastion.server.auth import presented_token
 from bastion.serving.control.routing import RoutePlan, Upstream
 from bastion.serving.gateway.guard import (
     reply_texts,
@@ -42,7 +43,7 @@ from bastion.serving.gateway.guard import (
 )
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
 from bastion.serving.guardrails import GuardrailOutcome, GuardrailPolicy, Side, check, mask_pii
-from bastion.serving.limits import Admission, RateLimiter
+from bastion.serving.limits import RateLimiter
 from bastion.serving.protocols import (
     AnthropicUpstreamStream,
     ChatRequest,
@@ -69,97 +70,6 @@ class Router(Protocol):
     def plan(self, endpoint_name: str) -> RoutePlan: ...
 
     def endpoint_names(self) -> list[str]: ...
-
-
-@dataclass
-class Attempt:
-    """One call to an upstream: its CLIENT span id (sent on as ``traceparent``) and timing."""
-
-    entity: Upstream
-    span_id: str
-    started: float
-    ended: float = 0.0
-    error: str | None = None
-
-
-@dataclass
-class Check:
-    """A governance step that ran for this query (rate limit, input or output guardrails):
-    an INTERNAL span, with what it found."""
-
-    name: str
-    started: float
-    ended: float
-    attributes: dict[str, Any]
-    error: str | None = None
-
-
-@dataclass
-class Exchange:
-    """Everything known about one query, handed to the logger when it is over.
-
-    ``authenticated``, ``routed`` and ``authorized`` are ``perf_counter`` instants at the end
-    of each phase, ``attempts`` the upstream calls in order; the tracer builds the spans from
-    them after the response, so tracing costs the request path a few clock reads.
-    """
-
-    request_id: str
-    api: ClientApi
-    started: float
-    started_wall: float
-    caller: Caller | None = None
-    endpoint: str | None = None
-    request: ChatRequest | None = None
-    raw_body: bytes = b""
-    entity: Upstream | None = None
-    plan: RoutePlan | None = None
-    status: int = 200
-    response: dict[str, Any] | None = None
-    error: str | None = None
-    upstream_s: float = 0.0
-    finished: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-    input_tokens: int = 0
-    output_tokens: int = 0
-    trace_id: str | None = None
-    parent_span_id: str | None = None
-    authenticated: float = 0.0
-    routed: float = 0.0
-    authorized: float = 0.0
-    attempts: list[Attempt] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-    admission: Admission | None = None
-    upstream_failures: int = 0
-    logged: bool = False
-    #: ``normal``, ``eval`` or ``redteam`` (with ``scan_id``), as :func:`scan_tags` allowed.
-    scan_type: str = "normal"
-    scan_id: str | None = None
-
-    def continue_trace(self) -> None:
-        """Join the caller's trace (a valid ``traceparent`` header), else start a new one."""
-        incoming = parse_traceparent(self.headers.get("traceparent"))
-        if incoming is None:
-            self.trace_id = new_trace_id()
-        else:
-            self.trace_id, self.parent_span_id = incoming
-
-    def attempt(self, entity: Upstream) -> Attempt:
-        """Start an upstream call: a new CLIENT span in this exchange's trace."""
-        self.entity = entity
-        attempt = Attempt(entity, new_span_id(), time.perf_counter())
-        self.attempts.append(attempt)
-        return attempt
-
-    def traceparent(self, attempt: Attempt) -> str:
-        return f"00-{self.trace_id}-{attempt.span_id}-01"
-
-    @property
-    def total_ms(self) -> float:
-        return (self.finished - self.started) * 1000
-
-    @property
-    def overhead_ms(self) -> float:
-        return max(self.total_ms - self.upstream_s * 1000, 0.0)
 
 
 Logger = Callable[[Exchange], None]
@@ -317,7 +227,7 @@ class Gateway:
             )
         )
         try:
-            await self._serve(exchange, endpoint, receive, send)
+            await self._serve(api, exchange, endpoint, receive, send)
         finally:
             current_request.reset(token)
             self._record(exchange)  # if not already logged (e.g. the client went away)
@@ -333,9 +243,13 @@ class Gateway:
             self.log(exchange)
 
     async def _serve(
-        self, exchange: Exchange, endpoint: str | None, receive: Receive, send: Send
+        self,
+        api: ClientApi,
+        exchange: Exchange,
+        endpoint: str | None,
+        receive: Receive,
+        send: Send,
     ) -> None:
-        api = exchange.api
         try:
             exchange.raw_body = await self._read_body(receive)
             exchange.caller = self._authenticate(exchange.headers)
@@ -449,7 +363,9 @@ class Gateway:
         return shown
 
     async def _fail(self, exchange: Exchange, send: Send, error: BastionError) -> None:
-        status, body = render_error(exchange.api, self._for_caller(exchange, error))
+        status, body = render_error(
+            ClientApi(exchange.api.value), self._for_caller(exchange, error)
+        )
         exchange.status, exchange.error = status, error.message  # logged without the detail
         exchange.finished = time.perf_counter()
         self._record(exchange)
