@@ -62,6 +62,28 @@ def up(
 
 
 @app.command()
+def status(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The server and the processes it supervises (admins): state, restarts, memory."""
+    from bastion.cli.common import client, print_json, print_table
+
+    with client() as c:
+        body = c.request("GET", "/api/2.0/bastion/status")
+    if as_json:
+        print_json(body)
+        return
+    server = body["server"]
+    typer.echo(
+        f"server pid {server['pid']}, up {server['uptime_s']:.0f} s, "
+        f"{server['rss_bytes'] / 2**20:.0f} MiB, home {server['home']}"
+    )
+    rows = [
+        {**p, "memory": f"{p['rss_bytes'] / 2**20:.0f} MiB", "pid": p["pid"] or ""}
+        for p in body["processes"]
+    ]
+    print_table(rows, ["kind", "key", "state", "pid", "restarts", "memory", "last_error"], False)
+
+
+@app.command()
 def configure(
     host: Annotated[str, typer.Option(help="Server URL, e.g. http://127.0.0.1:8000")],
     token: Annotated[

@@ -36,7 +36,7 @@ class ServingControl:
     ) -> None:
         self.endpoints = EndpointStore(platform.metastore, platform.governance, platform.clock)
         self.supervisor = supervisor or WorkerSupervisor(
-            platform.settings.home / "logs" / "workers"
+            platform.settings.home / "logs" / "workers", run_dir=platform.settings.home / "run"
         )
         self.router = EndpointRouter(
             platform.metastore,

@@ -28,9 +28,12 @@ from pathlib import Path
 
 import httpx
 
+from bastion.processes import Lifeline, ProcessRegistry, spawn
+
 logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+WORKER_KIND = "model-worker"
 
 
 class WorkerState(StrEnum):
@@ -94,7 +97,10 @@ class WorkerSupervisor:
         max_backoff_s: float = 30.0,
         stop_grace_s: float = 30.0,
         on_change: Callable[[], None] | None = None,
+        run_dir: Path | None = None,
     ) -> None:
+        """``run_dir`` (``BASTION_HOME/run``): where workers are recorded, so that a server
+        starting after a crash stops what its predecessor left (before starting its own)."""
         self.log_dir = log_dir
         self.check_interval_s = check_interval_s
         self.max_failed_starts = max_failed_starts
@@ -109,6 +115,12 @@ class WorkerSupervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=2.0, trust_env=False)
+        # Every worker runs under a guard that stops it when this process is gone.
+        self._lifeline = Lifeline()
+        self.registry = ProcessRegistry(run_dir) if run_dir is not None else None
+        if self.registry is not None:
+            for orphan in self.registry.reap_orphans():
+                logger.warning("stopped orphaned worker %s (pid %d)", orphan.key, orphan.pid)
         atexit.register(_stop_at_exit, weakref.ref(self))
 
     # -- queries ------------------------------------------------------------------------------
@@ -178,6 +190,8 @@ class WorkerSupervisor:
             for worker in list(self._workers.values()):
                 self._terminate(worker)
             self._workers.clear()
+            self._lifeline.close()  # nothing of ours may run on; a later start gets a new one
+            self._lifeline = Lifeline()
         self._changed()
 
     def notify_failure(self, key: str) -> None:
@@ -248,6 +262,8 @@ class WorkerSupervisor:
                 self._died(worker, f"worker did not answer within {worker.spec.startup_timeout_s}s")
 
     def _died(self, worker: Worker, reason: str) -> None:
+        if self.registry is not None and worker.process is not None:
+            self.registry.forget(WORKER_KIND, worker.spec.key, worker.process.pid)
         starting = worker.state == WorkerState.STARTING
         worker.last_error = f"{reason}; see {worker.log_path}"
         worker.process = None
@@ -286,13 +302,15 @@ class WorkerSupervisor:
             log.write(f"--- starting on port {worker.port}: {' '.join(argv)}\n".encode())
             log.flush()
             try:
-                worker.process = subprocess.Popen(
+                # Under its guard, in a process group of its own, stopped as a whole.
+                worker.process = spawn(
                     argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    kind=WORKER_KIND,
+                    key=spec.key,
+                    lifeline=self._lifeline,
+                    registry=self.registry,
                     env=env,
-                    start_new_session=True,  # its own process group, stopped as a whole
+                    log=log,
                 )
             except OSError as exc:
                 worker.process = None
@@ -316,6 +334,8 @@ class WorkerSupervisor:
         worker.state = WorkerState.STOPPED
         if process is not None:
             self._kill(process)
+            if self.registry is not None:
+                self.registry.forget(WORKER_KIND, worker.spec.key, process.pid)
 
     @staticmethod
     def _kill(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
