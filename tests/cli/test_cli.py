@@ -185,3 +185,16 @@ def test_the_cli_imports_no_server_or_data_stack() -> None:
     )
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_status_is_for_admins(shared_server: RunningServer, tmp_path: Path) -> None:
+    shown = bastion(shared_server, tmp_path, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    body = json.loads(shown.stdout)
+    assert body["server"]["pid"] > 0 and isinstance(body["processes"], list)
+    assert "server pid" in bastion(shared_server, tmp_path, "status").stdout
+    from conftest import create_user
+
+    _, token = create_user(shared_server, "nostatus@example.com")
+    denied = bastion(shared_server, tmp_path, "status", token=token)
+    assert denied.returncode == 1 and len(denied.stderr.strip().splitlines()) == 1
