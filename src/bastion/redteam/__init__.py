@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bastion.redteam.attack import assess, run_attack
 from bastion.redteam.evaluate import evaluate_file, make_judge
-from bastion.redteam.judges import HeuristicJudge, Judge, LLMJudge, RefusalJudge
+from bastion.redteam.judges import HeuristicJudge, Judge, KeywordRefusalJudge, LLMJudge
 from bastion.redteam.models import (
     DEFAULT_RISK_CATEGORIES,
     AttackResult,
@@ -24,6 +24,7 @@ from bastion.redteam.objectives import builtin_objectives, load_seed_prompts, se
 from bastion.redteam.refusal import detect_refusal
 from bastion.redteam.scorecard import build_scorecard, diff_scans, gate
 from bastion.redteam.strategies import AttackStrategy, StrategyRegistry, compose
+from bastion.redteam.trained import EscalatingJudge, ObjectiveJudge, RefusalJudge
 
 __all__ = [
     "DEFAULT_RISK_CATEGORIES",
@@ -31,11 +32,14 @@ __all__ = [
     "AttackStrategy",
     "ChatModel",
     "Complexity",
+    "EscalatingJudge",
     "HeuristicJudge",
     "Judge",
+    "KeywordRefusalJudge",
     "LLMJudge",
     "Message",
     "Objective",
+    "ObjectiveJudge",
     "RefusalJudge",
     "RiskCategory",
     "StrategyRegistry",
