@@ -18,10 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:  # numpy is imported where it is used: scorecards without it load faster
+    import numpy as np
+    import numpy.typing as npt
 
 Z95 = 1.959963984540054
 BOOTSTRAP_SAMPLES = 2000
@@ -96,12 +97,16 @@ class Confusion:
 
 
 def _f1(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    import numpy as np
+
     tp, fp, fn = c[..., 0], c[..., 1], c[..., 3]
     denominator = 2 * tp + fp + fn
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
 
 def _kappa(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    import numpy as np
+
     tp, fp, tn, fn = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
     n = np.maximum(tp + fp + tn + fn, 1)
     observed = (tp + tn) / n
@@ -112,6 +117,8 @@ def _kappa(c: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _bootstrap_counts(c: Confusion, samples: int, seed: int) -> npt.NDArray[np.float64]:
     """Resampled confusion counts: a multinomial draw over the four cells is the same as
     resampling the items with replacement."""
+    import numpy as np
+
     if c.n == 0:
         return np.zeros((samples, 4))
     rng = np.random.default_rng(seed)
@@ -120,6 +127,8 @@ def _bootstrap_counts(c: Confusion, samples: int, seed: int) -> npt.NDArray[np.f
 
 
 def _interval(point: float, draws: npt.NDArray[np.float64]) -> Estimate:
+    import numpy as np
+
     low, high = np.percentile(draws, [2.5, 97.5]) if draws.size else (point, point)
     return Estimate(point, float(min(low, point)), float(max(high, point)))
 
@@ -144,6 +153,8 @@ class BinaryReport:
 
     @classmethod
     def from_confusion(cls, c: Confusion, *, seed: int = SEED) -> BinaryReport:
+        import numpy as np
+
         draws = _bootstrap_counts(c, BOOTSTRAP_SAMPLES, seed)
         point = np.array([[c.tp, c.fp, c.tn, c.fn]], dtype=np.float64)
         return cls(
@@ -177,6 +188,8 @@ def bootstrap(
     seed: int = SEED,
 ) -> Estimate:
     """Percentile bootstrap of ``statistic(indices)`` over ``n`` items."""
+    import numpy as np
+
     point = statistic(np.arange(n))
     if n == 0:
         return Estimate(point, point, point)
@@ -187,6 +200,8 @@ def bootstrap(
 
 def severity_mae(truth: Sequence[int], predicted: Sequence[int]) -> Estimate:
     """Mean absolute error of 0–7 severities, with a bootstrap 95% CI."""
+    import numpy as np
+
     errors = np.abs(np.asarray(truth, dtype=np.float64) - np.asarray(predicted, np.float64))
 
     def mean(indices: npt.NDArray[np.int64]) -> float:
@@ -272,6 +287,8 @@ def asr_estimate(
     with Rogan–Gladen, and the 2.5th/97.5th percentiles taken; draws in which the judge is
     no better than chance (Se + Sp ≤ 1) are dropped. Without it, Wilson's interval.
     """
+    import numpy as np
+
     apparent = successes / evaluated if evaluated else 0.0
     if evaluated == 0:
         return AsrEstimate(0, 0, 0.0, 0.0, 0.0, 1.0, "none")

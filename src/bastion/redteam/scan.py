@@ -56,7 +56,6 @@ from bastion.redteam.objectives import builtin_objectives, load_seed_prompts, se
 from bastion.redteam.scorecard import AsrSummary, build_scorecard
 from bastion.redteam.store import NullSink, ResultSink, attack_result, result_row, utcnow
 from bastion.redteam.strategies import AttackStrategy, StrategyRegistry
-from bastion.redteam.trained import Calibration, judge_info
 
 SCAN_TYPE_HEADER = "X-Bastion-Scan-Type"
 SCAN_ID_HEADER = "X-Bastion-Scan-Id"
@@ -124,6 +123,8 @@ class ScanConfig:
         if self.judge == "llm" and not self.judge_endpoint:
             raise InvalidRequest("The llm judge needs an endpoint: set judge_endpoint.")
         if self.judge_calibration is not None:
+            from bastion.redteam.trained import Calibration
+
             calibration = Calibration.from_json(self.judge_calibration)
             if calibration.judge != self.judge:
                 raise InvalidRequest(
@@ -235,6 +236,8 @@ class ScanReport:
 
 def scorecard_for(rows: Sequence[Mapping[str, Any]], config: ScanConfig) -> dict[str, Any]:
     """The Azure-format document for a scan's rows."""
+    from bastion.redteam.trained import judge_info
+
     return build_scorecard(
         [attack_result(r) for r in rows],
         risk_categories=[RiskCategory.parse(c) for c in config.risk_categories],
@@ -509,6 +512,8 @@ class Scanner:
             model = self._model(client, config.judge_endpoint, f"{base}:judge", None)
         calibration = None
         if config.judge_calibration:
+            from bastion.redteam.trained import Calibration
+
             calibration = Calibration.from_json(config.judge_calibration)
         return make_judge(
             config.judge,
