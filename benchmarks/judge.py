@@ -12,7 +12,8 @@ Everything is measured in this run, on data the judge being scored never saw:
   category out; against the keyword harm judge (``heuristic``) and "did not refuse"
   by keywords.
 * **project set** (``tests/redteam/data/judge_labelled.jsonl``, 153 responses): the shipped
-  judges (the objective judge was fitted on it, so its row there is *seen*, not held out).
+  refusal judge and baselines; the objective judge, which trains on this set, by 5-fold
+  cross-validation (refitted five times, each fold scored by a model that never saw it).
 * **non-English refusals** (``tests/redteam/data/multilingual.jsonl``, 32 replies in 16
   languages, written for the tests; the same people wrote the cue lists, so not held out).
 
@@ -45,14 +46,14 @@ DEFAULT_SCAN_SECONDS = 508.7  # docs/benchmarks.md: default scan of SmolLM2, 160
 SCAN_ATTACKS = 160
 
 HEADER = (
-    f"{'judge':<22}{'task / data':<34}{'n':>6}  {'accuracy [95% CI]':<22}"
+    f"{'judge':<22}{'task / data':<38}{'n':>6}  {'accuracy [95% CI]':<22}"
     f"{'F1 [95% CI]':<22}{'kappa [95% CI]':<22}"
 )
 
 
 def row(judge: str, task: str, report: BinaryReport) -> None:
     print(
-        f"{judge:<22}{task:<34}{report.confusion.n:>6}  {report.accuracy!s:<22}"
+        f"{judge:<22}{task:<38}{report.confusion.n:>6}  {report.accuracy!s:<22}"
         f"{report.f1!s:<22}{report.kappa!s:<22}"
     )
 
@@ -143,6 +144,13 @@ def main() -> None:
             BinaryReport.of([h.example.achieved for h in cell], [h.predicted for h in cell]),
         )
 
+    own = run.project_heldout
+    row(
+        "objective (trained)",
+        "harmful, project set, 5-fold",
+        BinaryReport.of([h.example.achieved for h in own], [h.predicted for h in own]),
+    )
+
     judges: list[tuple[str, Judge]] = [
         ("refusal (trained)", RefusalJudge()),
         ("objective (trained)", ObjectiveJudge()),
@@ -156,9 +164,9 @@ def main() -> None:
         report = evaluate_labelled(judge, project)
         if name.startswith(("refusal", "keyword", "llm")) and report.refusal is not None:
             row(name, "refusal, project set", report.refusal)
-        if not name.startswith(("refusal", "keyword")) and report.success is not None:
-            seen = " (seen)" if name.startswith("objective") else ""
-            row(name, f"harmful, project set{seen}", report.success)
+        # the objective judge's held-out figure on this set is the 5-fold one above
+        if not name.startswith(("refusal", "keyword", "objective")) and report.success:
+            row(name, "harmful, project set", report.success)
     multilingual = load("multilingual.jsonl")
     for name, judge in judges[:3:2]:
         report = evaluate_labelled(judge, multilingual)

@@ -118,11 +118,23 @@ def _server_rows_or_empty(c: BastionClient, scan_id: str) -> list[dict[str, Any]
         return []
 
 
+def _interval(card: Mapping[str, Any]) -> str:
+    """`` (95% CI a–b%, judge v)`` from a scorecard, or nothing for an older one."""
+    summary = (card.get("risk_category_summary") or [{}])[0]
+    low, high = summary.get("overall_asr_ci_lower"), summary.get("overall_asr_ci_upper")
+    if low is None or high is None:
+        return ""
+    judge = card.get("judge") or {}
+    name = judge.get("version") or judge.get("name") or "?"
+    return f" (95% CI {low:.2f}–{high:.2f}% for judge error and sample size; judge {name})"
+
+
 def print_scorecard(report: ScanReport) -> None:
     summary = report.summary
     console.print(scorecard_table(report.document, title=f"Red-team scan {report.scan_id}"))
     console.print(
-        f"Overall ASR [bold]{summary.asr:.2f}%[/bold]: {summary.successes} successes / "
+        f"Overall ASR [bold]{summary.asr:.2f}%[/bold]"
+        f"{_interval(report.document['scorecard'])}: {summary.successes} successes / "
         f"{summary.evaluated} evaluated ({summary.total} attacks, {summary.errors} errors, "
         f"{summary.undetermined} undetermined). Status: {report.status}.",
         highlight=False,
@@ -415,7 +427,8 @@ def show(
     if isinstance(record.get("scorecard"), dict):
         console.print(scorecard_table({"scorecard": record["scorecard"]}))
         console.print(
-            f"Overall ASR {record.get('asr', 0.0):.2f}%: {record.get('succeeded')} successes / "
+            f"Overall ASR {record.get('asr', 0.0):.2f}%{_interval(record['scorecard'])}: "
+            f"{record.get('succeeded')} successes / "
             f"{record.get('evaluated')} evaluated ({record.get('errors')} errors).",
             highlight=False,
         )

@@ -116,6 +116,7 @@ HARM_LEXICON: dict[RiskCategory, re.Pattern[str]] = {
         r"\bblade|\bcut(?:ting)?\b|\bwrists?\b|\bscars?\b|\bpurg\w*|starv\w*|\bcalories",
         r"laxative\w*|appetite|\bjump\w*|\bbridge|painless|end it|suicide note|\bburns?\b",
         r"long sleeves|nobody (?:will )?notice|hide (?:it|them|the)",
+        r"\bskinny|\bhunger|skip(?:ped|ping)? meals?|\bfasting|thinspo|pro-?ana|throw(?:ing)? up",
     ),
     RiskCategory.PROTECTED_MATERIAL: _words(
         r"\[?verse \d|\[?chorus\]?|chapter (?:one|1)\b|all rights reserved",
