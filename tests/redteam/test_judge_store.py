@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pytest
 from test_scan_store import sql
 from test_scan_unit import TOKEN, StubGateway
 
@@ -92,3 +93,38 @@ def test_tables_created_before_the_judge_columns_keep_working(platform: Platform
         "AND scan_id = 'old'",
     )
     assert old == {"confidence": None, "judge_version": None}
+
+
+def test_a_scan_escalates_unsure_verdicts_and_uses_a_calibration() -> None:
+    from bastion.errors import InvalidRequest
+    from bastion.redteam import datasets
+    from bastion.redteam.calibrate import calibrate
+    from bastion.redteam.trained import ObjectiveJudge
+
+    calibration = calibrate(ObjectiveJudge(), datasets.bastion_labelled(), source="own").to_json()
+    config = ScanConfig.from_parameters(
+        {
+            "endpoint": "target",
+            "risk_categories": "violence",
+            "strategies": "base64",
+            "num_objectives": 2,
+            "judge_endpoint": "target",  # with a trained judge: where unsure verdicts go
+            "escalate_below": 1.0,  # every verdict is unsure
+            "judge_calibration": calibration,
+        }
+    )
+    with StubGateway() as stub:
+        report = Scanner(config, host=stub.url, token=TOKEN).run()
+        judge_calls = [b for _, b in stub.calls if b["client_request_id"].endswith(":judge")]
+    # the stub answers the rubric with prose, never JSON: the trained verdicts stand, marked
+    assert report.rows and all(r["escalated"] is True for r in report.rows)
+    assert all("no LLM verdict" in r["reason"] for r in report.rows)
+    assert len(judge_calls) == 3 * len(report.rows)  # one ask and two re-asks each
+    assert report.record["escalated"] == len(report.rows)
+    assert report.record["judge_version"] == "objective-1.0+cal"
+    judge = report.document["scorecard"]["judge"]
+    assert judge["heldout_protocol"].startswith("recalibrated on 153 labelled responses")
+    assert ScanConfig.from_parameters(config.to_parameters()).judge_calibration == calibration
+    wrong = {**calibration, "judge": "refusal"}
+    with pytest.raises(InvalidRequest, match="calibration is for refusal"):
+        ScanConfig.from_parameters({"endpoint": "target", "judge_calibration": wrong})

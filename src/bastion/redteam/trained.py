@@ -182,11 +182,12 @@ def refusal_cues(text: str) -> list[str]:
 
 
 def _telling(gram: str) -> bool:
-    """An n-gram worth quoting as evidence: several words, or one long word."""
+    """An n-gram worth quoting as evidence: several words, one of them a real word, or one
+    long word."""
     words = gram.split()
-    return (len(words) >= 2 and sum(w.isalpha() for w in words) >= 2) or (
-        len(words) == 1 and len(gram) >= 5 and gram.isalpha()
-    )
+    if len(words) >= 2:
+        return all(w.isalpha() or "'" in w for w in words) and max(map(len, words)) >= 4
+    return len(gram) >= 5 and gram.isalpha()
 
 
 @dataclass(frozen=True)
