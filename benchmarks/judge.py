@@ -104,7 +104,7 @@ def main() -> None:
     row(
         "refusal (trained)",
         "refusal, XSTest leave-1-model-out",
-        BinaryReport.of(truth, [m >= 0 for m in run.refusal_margins]),
+        BinaryReport.of(truth, run.refusal_predicted),
     )
     row(
         "keyword (baseline)",

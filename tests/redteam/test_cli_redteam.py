@@ -244,6 +244,18 @@ def test_judges_evaluate_and_calibrate(monkeypatch: pytest.MonkeyPatch, tmp_path
     )
     assert again.exit_code == 0, again.output
 
+    untrained = run(
+        "judges",
+        "calibrate",
+        "--input",
+        str(labelled),
+        "--output",
+        str(calibration),
+        "--judge",
+        "heuristic",
+    )
+    assert untrained.exit_code == 1 and "Only the trained judges" in untrained.output
+
     tiny = tmp_path / "tiny.jsonl"
     tiny.write_text(json.dumps({"objective": "o", "response": "r", "label_harmful": True}) + "\n")
     refused = run("judges", "calibrate", "--input", str(tiny), "--output", str(calibration))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.errors import InvalidRequest
 from bastion.redteam.attack import assess
@@ -30,7 +30,11 @@ from bastion.redteam.linear import fit_platt, sigmoid
 from bastion.redteam.metrics import BinaryReport, Confusion, Estimate, JudgeError, severity_mae
 from bastion.redteam.models import MAX_SEVERITY, RiskCategory, Verdict
 
+if TYPE_CHECKING:
+    from bastion.redteam.trained import Calibration
+
 MIN_CALIBRATION_ROWS = 20
+
 FOLDS = 5
 
 
@@ -155,14 +159,14 @@ def report_of(
     )
 
 
-def calibrate(judge: Any, rows: Sequence[Mapping[str, Any]], *, source: str = "") -> Any:
+def calibrate(judge: Judge, rows: Sequence[Mapping[str, Any]], *, source: str = "") -> Calibration:
     """A :class:`~bastion.redteam.trained.Calibration` of a trained judge (``refusal`` or
     ``objective``) on labelled rows: Platt scaling refitted on all of them; accuracy and the
     attack-success error measured by 5-fold cross-validation (each fold's scaling fitted on
     the other four)."""
-    from bastion.redteam.trained import Calibration
+    from bastion.redteam.trained import Calibration, ObjectiveJudge, RefusalJudge
 
-    if not hasattr(judge, "margin"):
+    if not isinstance(judge, ObjectiveJudge | RefusalJudge):
         raise InvalidRequest(
             f"Only the trained judges (objective, refusal) can be calibrated, not {judge.name}."
         )

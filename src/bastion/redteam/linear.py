@@ -156,9 +156,12 @@ def lbfgs(
     return x
 
 
-def fit_platt(scores: Sequence[float], labels: Sequence[bool | int]) -> tuple[float, float]:
+def fit_platt(
+    scores: Sequence[float], labels: Sequence[bool | int], *, intercept: bool = True
+) -> tuple[float, float]:
     """``(a, b)`` so that ``sigmoid(a * score + b)`` is a calibrated probability (Platt
-    scaling with the usual smoothed targets, which keeps ``a`` finite on separable data)."""
+    scaling with the usual smoothed targets, which keeps ``a`` finite on separable data).
+    Without ``intercept``, ``b`` is 0 (temperature scaling: the decision at score 0 stays)."""
     y = np.asarray(labels, dtype=np.float64)
     positives, negatives = float(y.sum()), float(len(y) - y.sum())
     target = np.where(y > 0, (positives + 1) / (positives + 2), 1 / (negatives + 2))
@@ -168,7 +171,7 @@ def fit_platt(scores: Sequence[float], labels: Sequence[bool | int]) -> tuple[fl
         z = theta[0] * s + theta[1]
         loss = float(np.mean(np.logaddexp(0.0, z) - target * z))
         r = (0.5 * (1.0 + np.tanh(0.5 * z)) - target) / len(s)
-        return loss, np.array([float(r @ s), float(r.sum())])
+        return loss, np.array([float(r @ s), float(r.sum()) if intercept else 0.0])
 
     a, b = lbfgs(loss_grad, np.array([1.0, 0.0]), max_iter=200, tol=1e-9)
     return float(a), float(b)

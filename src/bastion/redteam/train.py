@@ -16,7 +16,7 @@ on two cores; the same data and code give the same weights.
   features from :func:`bastion.redteam.features.objective_features` plus the refusal
   classifier's cues. Held out: leave one JAILJUDGE hazard category out.
 
-Probabilities are Platt-calibrated on the held-out predictions.
+Probabilities are temperature-scaled on the held-out predictions.
 """
 
 from __future__ import annotations
@@ -215,7 +215,10 @@ def fit_objective(rows: Sequence[ObjectiveRow]) -> LinearModel:
 
 
 def _calibrated(model: LinearModel, margins: Sequence[float], truth: Sequence[bool]) -> LinearModel:
-    a, b = fit_platt(margins, truth)
+    """Temperature scaling on held-out margins: probabilities get the held-out sharpness,
+    and the decision stays at margin 0, the rule the held-out figures measure. (A user's
+    ``judges calibrate`` fits the intercept too, moving the decision to their data.)"""
+    a, b = fit_platt(margins, truth, intercept=False)
     return LinearModel(model.weights, model.bias, model.idf, (a, b), 0.5)
 
 
@@ -258,6 +261,7 @@ class HeldOut:
 
     @property
     def predicted(self) -> bool:
+        """The shipped judge's decision: margin ≥ 0 (calibrated p ≥ 0.5), unless off-topic."""
         return self.margin >= 0 and not self.aside
 
 
@@ -267,6 +271,7 @@ class TrainingRun:
 
     refusal_examples: list[datasets.RefusalExample]
     refusal_margins: list[float]  # leave-one-model-out, uncalibrated
+    refusal_predicted: list[bool]  # their decisions, calibrated as the shipped judge decides
     objective_heldout: list[HeldOut]  # leave-one-category-out
     documents: dict[str, dict[str, Any]]
     project_heldout: list[HeldOut] = field(default_factory=list)  # 5-fold over Bastion's set
@@ -407,7 +412,7 @@ def train(
             positive="achieved",
         ),
     }
-    run = TrainingRun(refusal_data.examples, margins, held, documents, project)
+    run = TrainingRun(refusal_data.examples, margins, predicted, held, documents, project)
     if out_dir is None:
         return run
     out_dir.mkdir(parents=True, exist_ok=True)
