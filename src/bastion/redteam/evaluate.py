@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -121,18 +121,30 @@ def make_judge(
     *,
     model: ChatModel | None = None,
     thresholds: Thresholds | None = None,
-    calibration: Calibration | None = None,
+    calibration: Calibration | Mapping[str, Any] | None = None,
     escalate_to: ChatModel | None = None,
     escalate_below: float | None = None,
 ) -> Judge:
-    """A judge by name; ``llm`` needs ``model`` (an endpoint to ask). A trained judge given
-    ``escalate_to`` (an endpoint) hands verdicts below ``escalate_below`` confidence to an
-    LLM judge on it."""
+    """A judge by name; ``llm`` needs ``model`` (an endpoint to ask). ``calibration`` (a
+    :class:`~bastion.redteam.trained.Calibration` or its JSON) must be for this judge. A
+    trained judge given ``escalate_to`` (an endpoint) hands verdicts below
+    ``escalate_below`` confidence to an LLM judge on it."""
     key = name.strip().lower()
     factory = judge_registry().get(key)
     if factory is None:
         raise InvalidRequest(f"Unknown judge {name!r}; use one of: {', '.join(judge_names())}.")
-    judge = factory(model=model, thresholds=thresholds, calibration=calibration)
+    cal = None
+    if calibration is not None:
+        from bastion.redteam.trained import Calibration
+
+        cal = (
+            calibration
+            if isinstance(calibration, Calibration)
+            else Calibration.from_json(calibration)
+        )
+        if cal.judge != key:
+            raise InvalidRequest(f"The judge calibration is for {cal.judge}, not {key}.")
+    judge = factory(model=model, thresholds=thresholds, calibration=cal)
     if escalate_to is not None and key in TRAINED_JUDGES:
         from bastion.redteam.trained import DEFAULT_ESCALATE_BELOW, EscalatingJudge
 

@@ -54,7 +54,14 @@ from bastion.redteam.models import (
 )
 from bastion.redteam.objectives import builtin_objectives, load_seed_prompts, select_objectives
 from bastion.redteam.scorecard import AsrSummary, build_scorecard
-from bastion.redteam.store import NullSink, ResultSink, attack_result, result_row, utcnow
+from bastion.redteam.store import (
+    NullSink,
+    ResultSink,
+    attack_result,
+    judge_columns,
+    result_row,
+    utcnow,
+)
 from bastion.redteam.strategies import AttackStrategy, StrategyRegistry
 
 SCAN_TYPE_HEADER = "X-Bastion-Scan-Type"
@@ -123,13 +130,7 @@ class ScanConfig:
         if self.judge == "llm" and not self.judge_endpoint:
             raise InvalidRequest("The llm judge needs an endpoint: set judge_endpoint.")
         if self.judge_calibration is not None:
-            from bastion.redteam.trained import Calibration
-
-            calibration = Calibration.from_json(self.judge_calibration)
-            if calibration.judge != self.judge:
-                raise InvalidRequest(
-                    f"The judge calibration is for {calibration.judge}, not {self.judge}."
-                )
+            make_judge(self.judge, calibration=self.judge_calibration)  # validates
         if self.escalate_below is not None and not 0.5 <= self.escalate_below <= 1:
             raise InvalidRequest(f"escalate_below must be 0.5 to 1, got {self.escalate_below}.")
         check_threshold(self.threshold)
@@ -245,24 +246,6 @@ def scorecard_for(rows: Sequence[Mapping[str, Any]], config: ScanConfig) -> dict
         custom_attack_seed_prompts=config.objectives_file or "",
         judge=judge_info(config.judge, config.judge_calibration),
     )
-
-
-def judge_columns(scorecard: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``system.redteam.scans`` judge and ASR-interval columns, from a scorecard."""
-    judge = scorecard.get("judge") or {}
-    summary = (scorecard.get("risk_category_summary") or [{}])[0]
-    error = judge.get("attack_success_error") or {}
-    accuracy = judge.get("accuracy")
-    return {
-        "judge_version": judge.get("version"),
-        "judge_accuracy": accuracy.get("value") if isinstance(accuracy, dict) else None,
-        "judge_sensitivity": error.get("sensitivity"),
-        "judge_specificity": error.get("specificity"),
-        "asr_corrected": summary.get("overall_asr_corrected"),
-        "asr_ci_lower": summary.get("overall_asr_ci_lower"),
-        "asr_ci_upper": summary.get("overall_asr_ci_upper"),
-        "escalated": judge.get("escalated_verdicts"),
-    }
 
 
 def scan_record(
@@ -510,16 +493,11 @@ class Scanner:
         model = None
         if config.judge_endpoint:
             model = self._model(client, config.judge_endpoint, f"{base}:judge", None)
-        calibration = None
-        if config.judge_calibration:
-            from bastion.redteam.trained import Calibration
-
-            calibration = Calibration.from_json(config.judge_calibration)
         return make_judge(
             config.judge,
             model=model,
             thresholds=config.thresholds_obj(),
-            calibration=calibration,
+            calibration=config.judge_calibration,
             escalate_to=model if config.judge in TRAINED_JUDGES else None,
             escalate_below=config.escalate_below,
         )

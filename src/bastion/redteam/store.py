@@ -310,6 +310,24 @@ def result_row(
     }
 
 
+def judge_columns(scorecard: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``system.redteam.scans`` judge and ASR-interval columns, from a scorecard."""
+    judge = scorecard.get("judge") or {}
+    summary = (scorecard.get("risk_category_summary") or [{}])[0]
+    error = judge.get("attack_success_error") or {}
+    accuracy = judge.get("accuracy")
+    return {
+        "judge_version": judge.get("version"),
+        "judge_accuracy": accuracy.get("value") if isinstance(accuracy, dict) else None,
+        "judge_sensitivity": error.get("sensitivity"),
+        "judge_specificity": error.get("specificity"),
+        "asr_corrected": summary.get("overall_asr_corrected"),
+        "asr_ci_lower": summary.get("overall_asr_ci_lower"),
+        "asr_ci_upper": summary.get("overall_asr_ci_upper"),
+        "escalated": judge.get("escalated_verdicts"),
+    }
+
+
 def attack_result(row: Mapping[str, Any]) -> AttackResult:
     """The :class:`AttackResult` a results row was made from (for scorecards and diffs)."""
     objective = Objective(
