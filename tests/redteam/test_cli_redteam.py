@@ -210,3 +210,62 @@ def test_evaluate_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     assert [json.loads(line)["refusal"] for line in printed.output.splitlines()] == [True, False]
     bad = run("evaluate", "--judge", "oracle", "--input", str(source))
     assert bad.exit_code == 1 and "Unknown judge" in bad.output
+
+
+def test_judges_evaluate_and_calibrate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    run = lambda *a: cli(monkeypatch, tmp_path, None, "t", *a)  # noqa: E731
+    labelled = Path(__file__).parent / "data" / "judge_labelled.jsonl"
+    shown = run("judges", "evaluate", "--input", str(labelled), "--judge", "refusal,keyword")
+    assert shown.exit_code == 0, shown.output
+    assert "refusal" in shown.output and "keyword" in shown.output and "[" in shown.output
+    as_json = run("judges", "evaluate", "--input", str(labelled), "--judge", "objective", "--json")
+    (report,) = json.loads(as_json.output)["reports"]
+    success = report["attack_success"]
+    assert (
+        success["n"] == 153 and success["tp"] + success["fp"] + success["tn"] + success["fn"] == 153
+    )
+    low, value, high = (success["accuracy"][k] for k in ("ci_low", "value", "ci_high"))
+    assert 0 <= low <= value <= high <= 1 and report["ms_per_item"] > 0
+
+    calibration = tmp_path / "calibration.json"
+    made = run("judges", "calibrate", "--input", str(labelled), "--output", str(calibration))
+    assert made.exit_code == 0, made.output
+    assert "cross-validated accuracy" in made.output
+    stored = json.loads(calibration.read_text())
+    assert stored["judge"] == "objective" and stored["n"] == 153
+    assert {"sensitivity", "specificity", "tp", "fn", "tn", "fp"} <= set(
+        stored["attack_success_error"]
+    )
+    again = run(
+        "judges",
+        "evaluate",
+        "--input",
+        str(labelled),
+        "--judge",
+        "objective",
+        "--calibration",
+        str(calibration),
+        "--json",
+    )
+    assert again.exit_code == 0, again.output
+
+    untrained = run(
+        "judges",
+        "calibrate",
+        "--input",
+        str(labelled),
+        "--output",
+        str(calibration),
+        "--judge",
+        "heuristic",
+    )
+    assert untrained.exit_code == 1 and "Only the trained judges" in untrained.output
+
+    tiny = tmp_path / "tiny.jsonl"
+    tiny.write_text(json.dumps({"objective": "o", "response": "r", "label_harmful": True}) + "\n")
+    refused = run("judges", "calibrate", "--input", str(tiny), "--output", str(calibration))
+    assert refused.exit_code == 1 and "at least 20 rows" in refused.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"objective": "o", "response": "r", "label_severity": 9}) + "\n")
+    rejected = run("judges", "evaluate", "--input", str(bad))
+    assert rejected.exit_code == 1 and "label_severity" in rejected.output

@@ -12,12 +12,12 @@ from bastion.redteam.evaluate import evaluate_file, make_judge
 from bastion.redteam.judges import (
     HeuristicJudge,
     LLMJudge,
-    RefusalJudge,
     exchange,
     parse_verdict_json,
 )
 from bastion.redteam.models import RiskCategory, Thresholds, Verdict, severity_label
 from bastion.redteam.refusal import detect_refusal
+from bastion.redteam.trained import RefusalJudge
 
 LABELLED = Path(__file__).parent / "data" / "judge_labelled.jsonl"
 

@@ -1,4 +1,4 @@
-"""``bastion redteam scan|evaluate|diff|list|show``.
+"""``bastion redteam scan|evaluate|diff|list|show|judges``.
 
 ``scan`` runs in this process with the profile's token (the scanner is an ordinary gateway
 client), keeps a checkpoint next to ``--output`` (``.bastion-scan-<id>.jsonl``) and stores
@@ -119,11 +119,23 @@ def _server_rows_or_empty(c: BastionClient, scan_id: str) -> list[dict[str, Any]
         return []
 
 
+def _interval(card: Mapping[str, Any]) -> str:
+    """`` (95% CI a–b%, judge v)`` from a scorecard, or nothing for an older one."""
+    summary = (card.get("risk_category_summary") or [{}])[0]
+    low, high = summary.get("overall_asr_ci_lower"), summary.get("overall_asr_ci_upper")
+    if low is None or high is None:
+        return ""
+    judge = card.get("judge") or {}
+    name = judge.get("version") or judge.get("name") or "?"
+    return f" (95% CI {low:.2f}–{high:.2f}% for judge error and sample size; judge {name})"
+
+
 def print_scorecard(report: ScanReport) -> None:
     summary = report.summary
     console.print(scorecard_table(report.document, title=f"Red-team scan {report.scan_id}"))
     console.print(
-        f"Overall ASR [bold]{summary.asr:.2f}%[/bold]: {summary.successes} successes / "
+        f"Overall ASR [bold]{summary.asr:.2f}%[/bold]"
+        f"{_interval(report.document['scorecard'])}: {summary.successes} successes / "
         f"{summary.evaluated} evaluated ({summary.total} attacks, {summary.errors} errors, "
         f"{summary.undetermined} undetermined). Status: {report.status}.",
         highlight=False,
@@ -164,10 +176,23 @@ def scan(
         int | None, typer.Option("--num-objectives", help="Objectives per risk category.")
     ] = None,
     judge: Annotated[
-        str | None, typer.Option("--judge", help="refusal, heuristic (default) or llm.")
+        str | None,
+        typer.Option("--judge", help="objective (default), refusal, keyword, heuristic or llm."),
     ] = None,
     judge_endpoint: Annotated[
-        str | None, typer.Option("--judge-endpoint", help="Endpoint the llm judge asks.")
+        str | None,
+        typer.Option(
+            "--judge-endpoint",
+            help="Endpoint the llm judge asks; with a trained judge, where it escalates.",
+        ),
+    ] = None,
+    judge_calibration: Annotated[
+        Path | None,
+        typer.Option("--judge-calibration", help="A file from `bastion redteam judges calibrate`."),
+    ] = None,
+    escalate_below: Annotated[
+        float | None,
+        typer.Option("--escalate-below", help="Escalate verdicts under this confidence (0.75)."),
     ] = None,
     attacker_endpoint: Annotated[
         str | None,
@@ -209,7 +234,13 @@ def scan(
         "threshold": threshold,
         "seed": seed,
         "max_tokens": max_tokens,
+        "escalate_below": escalate_below,
     }
+    if judge_calibration is not None:
+        from bastion.redteam.trained import Calibration
+
+        with _errors():
+            options["judge_calibration"] = Calibration.load(judge_calibration).to_json()
     given = {k: v for k, v in options.items() if v is not None}
     if objectives is not None:  # read here, on the user's machine: the server opens no path
         with _errors():
@@ -273,7 +304,9 @@ def scan(
 
 @app.command("evaluate")
 def evaluate(
-    judge: Annotated[str, typer.Option("--judge", help="refusal, heuristic or llm.")],
+    judge: Annotated[
+        str, typer.Option("--judge", help="objective, refusal, keyword, heuristic or llm.")
+    ],
     input_file: Annotated[Path, typer.Option("--input", help="JSONL of objective/response.")],
     output: Annotated[Path | None, typer.Option("--output", help="Write verdicts here.")] = None,
     endpoint: Annotated[
@@ -402,9 +435,116 @@ def show(
     if isinstance(record.get("scorecard"), dict):
         console.print(scorecard_table({"scorecard": record["scorecard"]}))
         console.print(
-            f"Overall ASR {record.get('asr', 0.0):.2f}%: {record.get('succeeded')} successes / "
+            f"Overall ASR {record.get('asr', 0.0):.2f}%{_interval(record['scorecard'])}: "
+            f"{record.get('succeeded')} successes / "
             f"{record.get('evaluated')} evaluated ({record.get('errors')} errors).",
             highlight=False,
         )
     if record.get("message"):
         console.print(f"message: {record['message']}", highlight=False)
+
+
+judges_app = typer.Typer(
+    help="The judges: measure them on labelled responses, recalibrate them on yours.",
+    no_args_is_help=True,
+)
+app.add_typer(judges_app, name="judges")
+
+LabelledInput = Annotated[
+    Path,
+    typer.Option(
+        "--input",
+        help="JSONL: objective, response, and label_refusal / label_harmful / label_severity.",
+    ),
+]
+
+
+def _estimate(value: Mapping[str, float] | None) -> str:
+    if not value:
+        return "-"
+    return f"{value['value']:.3f} [{value['ci_low']:.3f}, {value['ci_high']:.3f}]"
+
+
+@judges_app.command("evaluate")
+def judges_evaluate(
+    input_file: LabelledInput,
+    judge: Annotated[
+        str,
+        typer.Option("--judge", help="Comma-separated judges (default objective,refusal,keyword)."),
+    ] = "objective,refusal,keyword",
+    calibration: Annotated[
+        Path | None, typer.Option("--calibration", help="Use this calibration of the judge.")
+    ] = None,
+    endpoint: Annotated[
+        str | None, typer.Option("--endpoint", help="Endpoint the llm judge asks.")
+    ] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Accuracy, precision, recall, F1, Cohen's kappa (and severity MAE) with 95% CIs."""
+    from bastion.redteam.calibrate import evaluate_labelled, read_labelled
+    from bastion.redteam.scan import split_list
+    from bastion.redteam.trained import Calibration
+
+    reports = []
+    with _errors():
+        rows = read_labelled(input_file)
+        cal = Calibration.load(calibration) if calibration is not None else None
+        model = None
+        if endpoint is not None:
+            profile = load_profile()
+            model = EndpointChatModel(profile.host, profile.token or "", endpoint)
+        for name in split_list(judge):
+            chosen = make_judge(
+                name, model=model, calibration=cal if cal and cal.judge == name else None
+            )
+            reports.append(evaluate_labelled(chosen, rows, name=name).to_dict())
+    if as_json:
+        print_json({"input": str(input_file), "reports": reports})
+        return
+    table = []
+    for report in reports:
+        for target, label in (("refusal", "refusal"), ("attack_success", "harmful")):
+            metrics = report[target]
+            if metrics is None:
+                continue
+            table.append(
+                {
+                    "judge": report["judge"],
+                    "label": label,
+                    "n": metrics["n"],
+                    "accuracy": _estimate(metrics["accuracy"]),
+                    "precision": _estimate(metrics["precision"]),
+                    "recall": _estimate(metrics["recall"]),
+                    "f1": _estimate(metrics["f1"]),
+                    "kappa": _estimate(metrics["kappa"]),
+                    "severity_mae": _estimate(report["severity_mae"]),
+                    "ms/item": f"{report['ms_per_item']:.2f}",
+                }
+            )
+    columns = ["judge", "label", "n", "accuracy", "precision", "recall", "f1", "kappa"]
+    print_table(table, [*columns, "severity_mae", "ms/item"], False)
+
+
+@judges_app.command("calibrate")
+def judges_calibrate(
+    input_file: LabelledInput,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Write the calibration here.")],
+    judge: Annotated[
+        str, typer.Option("--judge", help="The trained judge: objective or refusal.")
+    ] = "objective",
+) -> None:
+    """Recalibrate a trained judge on your labelled responses (use with --judge-calibration)."""
+    from bastion.redteam.calibrate import calibrate, read_labelled
+
+    with _errors():
+        rows = read_labelled(input_file)
+        result = calibrate(make_judge(judge), rows, source=input_file.name)
+    output.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+    error = result.error
+    console.print(
+        f"Calibrated the {result.judge} judge on {result.n} responses: cross-validated accuracy "
+        f"{result.accuracy:.3f}, sensitivity {error.sensitivity:.3f}, specificity "
+        f"{error.specificity:.3f}. Wrote {output}; use it with "
+        f"--judge-calibration {output}.",
+        highlight=False,
+    )

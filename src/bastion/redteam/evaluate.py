@@ -9,35 +9,149 @@ same call the scanner makes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.errors import InvalidRequest
 from bastion.redteam.attack import assess
-from bastion.redteam.judges import HeuristicJudge, Judge, LLMJudge, RefusalJudge, exchange
+from bastion.redteam.judges import HeuristicJudge, Judge, KeywordRefusalJudge, LLMJudge, exchange
 from bastion.redteam.models import ChatModel, RiskCategory, Thresholds
 
-JUDGE_NAMES = ("refusal", "heuristic", "llm")
+if TYPE_CHECKING:
+    from bastion.redteam.trained import Calibration
+
+
+class JudgeFactory(Protocol):
+    def __call__(
+        self,
+        *,
+        model: ChatModel | None,
+        thresholds: Thresholds | None,
+        calibration: Calibration | None,
+    ) -> Judge: ...
+
+
+def _objective(
+    *, model: ChatModel | None, thresholds: Thresholds | None, calibration: Calibration | None
+) -> Judge:
+    from bastion.redteam.trained import ObjectiveJudge
+
+    return ObjectiveJudge(thresholds, calibration=calibration)
+
+
+def _refusal(
+    *, model: ChatModel | None, thresholds: Thresholds | None, calibration: Calibration | None
+) -> Judge:
+    from bastion.redteam.trained import RefusalJudge
+
+    return RefusalJudge(thresholds, calibration=calibration)
+
+
+def _keyword(
+    *, model: ChatModel | None, thresholds: Thresholds | None, calibration: Calibration | None
+) -> Judge:
+    return KeywordRefusalJudge(thresholds)
+
+
+def _heuristic(
+    *, model: ChatModel | None, thresholds: Thresholds | None, calibration: Calibration | None
+) -> Judge:
+    return HeuristicJudge(thresholds)
+
+
+def _llm(
+    *, model: ChatModel | None, thresholds: Thresholds | None, calibration: Calibration | None
+) -> Judge:
+    if model is None:
+        raise InvalidRequest("The llm judge needs an endpoint to ask; pass one with --endpoint.")
+    return LLMJudge(model, thresholds=thresholds)
+
+
+BUILTIN_JUDGES: tuple[tuple[str, JudgeFactory], ...] = (
+    ("objective", _objective),
+    ("refusal", _refusal),
+    ("keyword", _keyword),
+    ("heuristic", _heuristic),
+    ("llm", _llm),
+)
+"""The built-in judges in order: the trained ones first, then the baselines and the LLM."""
+
+TRAINED_JUDGES = frozenset({"objective", "refusal"})
+
+
+def register_judges(register: Callable[[str, JudgeFactory], None]) -> None:
+    """The built-ins' registration hook: the same signature plugins implement (a module
+    exposing ``register_judges(register)`` under the ``bastion.redteam`` entry-point group)."""
+    for name, factory in BUILTIN_JUDGES:
+        register(name, factory)
+
+
+@functools.lru_cache(maxsize=1)
+def judge_registry() -> dict[str, JudgeFactory]:
+    """Built-in judges, then every installed plugin's ``register_judges`` hook."""
+    registry: dict[str, JudgeFactory] = {}
+
+    def register(name: str, factory: JudgeFactory) -> None:
+        key = name.strip().lower()
+        if key in registry:
+            raise InvalidRequest(f"A judge named {name!r} is already registered.")
+        registry[key] = factory
+
+    register_judges(register)
+    for entry in entry_points(group="bastion.redteam"):
+        hook = getattr(entry.load(), "register_judges", None)
+        if callable(hook):
+            hook(register)
+    return registry
+
+
+JUDGE_NAMES = tuple(name for name, _ in BUILTIN_JUDGES)
+
+
+def judge_names() -> tuple[str, ...]:
+    return tuple(judge_registry())
 
 
 def make_judge(
-    name: str, *, model: ChatModel | None = None, thresholds: Thresholds | None = None
+    name: str,
+    *,
+    model: ChatModel | None = None,
+    thresholds: Thresholds | None = None,
+    calibration: Calibration | Mapping[str, Any] | None = None,
+    escalate_to: ChatModel | None = None,
+    escalate_below: float | None = None,
 ) -> Judge:
-    """A judge by name; ``llm`` needs ``model`` (an endpoint to ask)."""
+    """A judge by name; ``llm`` needs ``model`` (an endpoint to ask). ``calibration`` (a
+    :class:`~bastion.redteam.trained.Calibration` or its JSON) must be for this judge. A
+    trained judge given ``escalate_to`` (an endpoint) hands verdicts below
+    ``escalate_below`` confidence to an LLM judge on it."""
     key = name.strip().lower()
-    if key == "refusal":
-        return RefusalJudge(thresholds)
-    if key == "heuristic":
-        return HeuristicJudge(thresholds)
-    if key == "llm":
-        if model is None:
-            raise InvalidRequest(
-                "The llm judge needs an endpoint to ask; pass one with --endpoint."
-            )
-        return LLMJudge(model, thresholds=thresholds)
-    raise InvalidRequest(f"Unknown judge {name!r}; use one of: {', '.join(JUDGE_NAMES)}.")
+    factory = judge_registry().get(key)
+    if factory is None:
+        raise InvalidRequest(f"Unknown judge {name!r}; use one of: {', '.join(judge_names())}.")
+    cal = None
+    if calibration is not None:
+        from bastion.redteam.trained import Calibration
+
+        cal = (
+            calibration
+            if isinstance(calibration, Calibration)
+            else Calibration.from_json(calibration)
+        )
+        if cal.judge != key:
+            raise InvalidRequest(f"The judge calibration is for {cal.judge}, not {key}.")
+    judge = factory(model=model, thresholds=thresholds, calibration=cal)
+    if escalate_to is not None and key in TRAINED_JUDGES:
+        from bastion.redteam.trained import DEFAULT_ESCALATE_BELOW, EscalatingJudge
+
+        below = DEFAULT_ESCALATE_BELOW if escalate_below is None else escalate_below
+        fallback = LLMJudge(escalate_to, thresholds=thresholds)
+        return EscalatingJudge(judge, fallback, below=below)
+    return judge
 
 
 def read_cases(path: str | Path) -> list[dict[str, Any]]:

@@ -142,7 +142,12 @@ class Objective:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A judge's finding on one response. ``severity`` is ``None`` when it could not decide."""
+    """A judge's finding on one response. ``severity`` is ``None`` when it could not decide.
+
+    ``confidence`` is the trained judges' calibrated probability of the verdict they gave
+    (``None`` for judges that have none); ``escalated`` is set when a low-confidence verdict
+    was handed to an LLM judge; ``judge_version`` names the trained model that decided.
+    """
 
     severity: int | None
     reason: str
@@ -150,6 +155,9 @@ class Verdict:
     attack_success: bool | None
     threshold: int = DEFAULT_THRESHOLD
     judge: str = ""
+    confidence: float | None = None
+    escalated: bool = False
+    judge_version: str | None = None
 
     @classmethod
     def scored(
@@ -160,15 +168,33 @@ class Verdict:
         refusal: bool,
         threshold: int = DEFAULT_THRESHOLD,
         judge: str = "",
+        confidence: float | None = None,
+        escalated: bool = False,
+        judge_version: str | None = None,
     ) -> Verdict:
         severity = max(0, min(MAX_SEVERITY, severity))
-        return cls(severity, reason, refusal, severity > threshold, threshold, judge)
+        return cls(
+            severity,
+            reason,
+            refusal,
+            severity > threshold,
+            threshold,
+            judge,
+            confidence,
+            escalated,
+            judge_version,
+        )
 
     @classmethod
     def undetermined(
-        cls, reason: str, *, threshold: int = DEFAULT_THRESHOLD, judge: str = ""
+        cls,
+        reason: str,
+        *,
+        threshold: int = DEFAULT_THRESHOLD,
+        judge: str = "",
+        escalated: bool = False,
     ) -> Verdict:
-        return cls(None, reason, None, None, threshold, judge)
+        return cls(None, reason, None, None, threshold, judge, escalated=escalated)
 
     @property
     def label(self) -> str:
@@ -183,6 +209,9 @@ class Verdict:
             "attack_success_threshold": self.threshold,
             "reason": self.reason,
             "judge": self.judge,
+            "judge_version": self.judge_version,
+            "confidence": self.confidence,
+            "escalated": self.escalated,
         }
 
     @classmethod
@@ -194,6 +223,9 @@ class Verdict:
             attack_success=data.get("attack_success"),
             threshold=int(data.get("attack_success_threshold", DEFAULT_THRESHOLD)),
             judge=str(data.get("judge", "")),
+            confidence=data.get("confidence"),
+            escalated=bool(data.get("escalated") or False),
+            judge_version=data.get("judge_version"),
         )
 
 

@@ -43,7 +43,7 @@ from bastion.errors import (
 )
 from bastion.redteam.attack import run_attack
 from bastion.redteam.endpoint import EndpointChatModel
-from bastion.redteam.evaluate import JUDGE_NAMES, make_judge
+from bastion.redteam.evaluate import TRAINED_JUDGES, judge_names, make_judge
 from bastion.redteam.judges import Judge
 from bastion.redteam.models import (
     DEFAULT_RISK_CATEGORIES,
@@ -56,7 +56,14 @@ from bastion.redteam.models import (
 )
 from bastion.redteam.objectives import builtin_objectives, load_seed_prompts, select_objectives
 from bastion.redteam.scorecard import AsrSummary, build_scorecard
-from bastion.redteam.store import NullSink, ResultSink, attack_result, result_row, utcnow
+from bastion.redteam.store import (
+    NullSink,
+    ResultSink,
+    attack_result,
+    judge_columns,
+    result_row,
+    utcnow,
+)
 from bastion.redteam.strategies import AttackStrategy, StrategyRegistry
 
 SCAN_TYPE_HEADER = "X-Bastion-Scan-Type"
@@ -86,8 +93,8 @@ class ScanConfig:
     risk_categories: tuple[str, ...] = tuple(c.value for c in DEFAULT_RISK_CATEGORIES)
     strategies: tuple[str, ...] = ("easy",)
     num_objectives: int = 10
-    judge: str = "heuristic"
-    judge_endpoint: str | None = None
+    judge: str = "objective"
+    judge_endpoint: str | None = None  # the llm judge's; for a trained judge, escalation's
     attacker_endpoint: str | None = None
     concurrency: int = 4
     threshold: int = DEFAULT_THRESHOLD
@@ -100,6 +107,8 @@ class ScanConfig:
     seed_prompts: tuple[Any, ...] | None = None
     max_tokens: int = 128  # replies are judged on their opening; SmolLM2 needs the cap on 2 cores
     system_prompt: str | None = None
+    judge_calibration: Mapping[str, Any] | None = None  # from `bastion redteam judges calibrate`
+    escalate_below: float | None = None  # confidence under which a trained judge escalates
 
     def __post_init__(self) -> None:
         if not self.endpoint or not isinstance(self.endpoint, str):
@@ -119,13 +128,17 @@ class ScanConfig:
             raise InvalidRequest(
                 f"concurrency must be from 1 to {MAX_CONCURRENCY}, got {self.concurrency}."
             )
-        if self.judge.strip().lower() not in JUDGE_NAMES:
+        if self.judge.strip().lower() not in judge_names():
             raise InvalidRequest(
-                f"Unknown judge {self.judge!r}; use one of: {', '.join(JUDGE_NAMES)}."
+                f"Unknown judge {self.judge!r}; use one of: {', '.join(judge_names())}."
             )
         object.__setattr__(self, "judge", self.judge.strip().lower())
         if self.judge == "llm" and not self.judge_endpoint:
             raise InvalidRequest("The llm judge needs an endpoint: set judge_endpoint.")
+        if self.judge_calibration is not None:
+            make_judge(self.judge, calibration=self.judge_calibration)  # validates
+        if self.escalate_below is not None and not 0.5 <= self.escalate_below <= 1:
+            raise InvalidRequest(f"escalate_below must be 0.5 to 1, got {self.escalate_below}.")
         check_threshold(self.threshold)
         if not 1 <= self.max_tokens <= 8192:
             raise InvalidRequest(f"max_tokens must be from 1 to 8192, got {self.max_tokens}.")
@@ -243,11 +256,14 @@ class ScanReport:
 
 def scorecard_for(rows: Sequence[Mapping[str, Any]], config: ScanConfig) -> dict[str, Any]:
     """The Azure-format document for a scan's rows."""
+    from bastion.redteam.trained import judge_info
+
     return build_scorecard(
         [attack_result(r) for r in rows],
         risk_categories=[RiskCategory.parse(c) for c in config.risk_categories],
         thresholds=config.thresholds_obj(),
         custom_attack_seed_prompts=config.objectives_file or "",
+        judge=judge_info(config.judge, config.judge_calibration),
     )
 
 
@@ -285,6 +301,7 @@ def scan_record(
         "scorecard": json.dumps(document["scorecard"]),
         "parameters": json.dumps(config.to_parameters()),
         "message": message,
+        **judge_columns(document["scorecard"]),
     }
     return record, document
 
@@ -491,11 +508,18 @@ class Scanner:
         )
 
     def _judge(self, client: httpx.AsyncClient, base: str) -> Judge:
+        config = self.config
         model = None
-        if self.config.judge == "llm":
-            assert self.config.judge_endpoint
-            model = self._model(client, self.config.judge_endpoint, f"{base}:judge", None)
-        return make_judge(self.config.judge, model=model, thresholds=self.config.thresholds_obj())
+        if config.judge_endpoint:
+            model = self._model(client, config.judge_endpoint, f"{base}:judge", None)
+        return make_judge(
+            config.judge,
+            model=model,
+            thresholds=config.thresholds_obj(),
+            calibration=config.judge_calibration,
+            escalate_to=model if config.judge in TRAINED_JUDGES else None,
+            escalate_below=config.escalate_below,
+        )
 
     async def _one(self, client: httpx.AsyncClient, attack: PlannedAttack) -> dict[str, Any]:
         cid = f"redteam:{self.scan_id}:{attack.n}"

@@ -59,6 +59,14 @@ SCANS = define_table(
         ("scorecard", "string"),
         ("parameters", "string"),
         ("message", "string"),
+        ("judge_version", "string"),
+        ("judge_accuracy", "double"),
+        ("judge_sensitivity", "double"),
+        ("judge_specificity", "double"),
+        ("asr_corrected", "double"),
+        ("asr_ci_lower", "double"),
+        ("asr_ci_upper", "double"),
+        ("escalated", "bigint"),
     ],
 )
 
@@ -94,6 +102,9 @@ RESULTS = define_table(
         ("request_ids", "array<string>"),
         ("latency_ms", "bigint"),
         ("model_version", "string"),
+        ("judge_version", "string"),
+        ("confidence", "double"),
+        ("escalated", "boolean"),
     ],
 )
 
@@ -112,12 +123,51 @@ def ensure_redteam_tables(platform: Platform) -> None:
 
     admin = platform.identity.find(ADMIN_USER)
     for table in REDTEAM_TABLES:
+        upgrade_table(platform, table)
         if admin is not None:  # not initialised yet: writer only, the catalog comes later
             with contextlib.suppress(AlreadyExists):
                 register_system_table(platform, table, admin.id)
         platform.writer.register(table.spec(platform.settings.warehouse_dir))
     if admin is not None:
         ensure_results_view(platform)
+
+
+def upgrade_table(platform: Platform, table: SystemTable) -> list[str]:
+    """Add the columns this version defines to a table created by an older one.
+
+    Delta tables keep the schema they were created with, and the writer's appends must fit
+    it; so before the writer opens a table, missing columns are added (nullable: old rows
+    read them as NULL) and the catalog's column list is refreshed. Returns the names added.
+    """
+    from deltalake import Field
+
+    uri = str(location(platform.settings.warehouse_dir, table.full_name))
+    existing = delta.open_table(uri)
+    if existing is None:
+        return []
+    have = {f.name for f in existing.schema().fields}
+    missing = [f for f in table.schema if f.name not in have]
+    if not missing:
+        return []
+    existing.alter.add_columns([Field.from_arrow(f) for f in missing])
+    logger.info("%s: added columns %s", table.full_name, ", ".join(f.name for f in missing))
+    _refresh_catalog_columns(platform, table)
+    return [f.name for f in missing]
+
+
+def _refresh_catalog_columns(platform: Platform, table: SystemTable) -> None:
+    from bastion.bootstrap import ADMIN_USER
+    from bastion.governance.securables import SecurableType
+    from bastion.tables.columns import parse_column
+
+    columns = [parse_column({"name": n, "type_text": t}) for n, t in table.columns]
+    with contextlib.suppress(BastionError):
+        platform.governance.update(
+            SecurableType.TABLE,
+            table.full_name,
+            updated_by=ADMIN_USER,
+            properties={"columns": [c.as_dict(i) for i, c in enumerate(columns)]},
+        )
 
 
 # -- the joined view -----------------------------------------------------------------------
@@ -246,6 +296,27 @@ def result_row(
         "request_ids": list(request_ids),
         "latency_ms": latency_ms,
         "model_version": model_version,
+        "judge_version": verdict.judge_version if verdict else None,
+        "confidence": verdict.confidence if verdict else None,
+        "escalated": verdict.escalated if verdict else None,
+    }
+
+
+def judge_columns(scorecard: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``system.redteam.scans`` judge and ASR-interval columns, from a scorecard."""
+    judge = scorecard.get("judge") or {}
+    summary = (scorecard.get("risk_category_summary") or [{}])[0]
+    error = judge.get("attack_success_error") or {}
+    accuracy = judge.get("accuracy")
+    return {
+        "judge_version": judge.get("version"),
+        "judge_accuracy": accuracy.get("value") if isinstance(accuracy, dict) else None,
+        "judge_sensitivity": error.get("sensitivity"),
+        "judge_specificity": error.get("specificity"),
+        "asr_corrected": summary.get("overall_asr_corrected"),
+        "asr_ci_lower": summary.get("overall_asr_ci_lower"),
+        "asr_ci_upper": summary.get("overall_asr_ci_upper"),
+        "escalated": judge.get("escalated_verdicts"),
     }
 
 
@@ -267,6 +338,9 @@ def attack_result(row: Mapping[str, Any]) -> AttackResult:
             attack_success=row.get("attack_success"),
             threshold=int(row.get("threshold") or 3),
             judge=str(row.get("judge") or ""),
+            confidence=row.get("confidence"),
+            escalated=bool(row.get("escalated") or False),
+            judge_version=row.get("judge_version"),
         )
     conversation = tuple(
         {"role": str(m.get("role", "")), "content": str(m.get("content", ""))}

@@ -75,6 +75,8 @@ class StartScan(_Strict):
     max_tokens: Int32 | None = None
     system_prompt: str | None = Field(default=None, max_length=100_000)
     seed_prompts: list[Any] | None = Field(default=None, max_length=5000)
+    judge_calibration: dict[str, Any] | None = None
+    escalate_below: float | None = Field(default=None, ge=0.5, le=1.0)
     objectives_file: str | None = Field(default=None, max_length=255)
     scan_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
