@@ -12,30 +12,20 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bastion.cli.common import client, console, err_console, print_json, print_table
-from bastion.client import BastionClient
-from bastion.client.http import load_profile
 from bastion.errors import BastionError, InvalidRequest
-from bastion.redteam.endpoint import EndpointChatModel
-from bastion.redteam.evaluate import evaluate_file, make_judge
-from bastion.redteam.models import AttackResult
-from bastion.redteam.objectives import read_seed_file
-from bastion.redteam.progress import RichScanProgress, scorecard_table
-from bastion.redteam.scan import (
-    Checkpoint,
-    ScanConfig,
-    Scanner,
-    ScanReport,
-    checkpoint_path,
-    new_scan_id,
-    scorecard_for,
-)
-from bastion.redteam.scorecard import diff_scans, gate, results_from_attack_details
-from bastion.redteam.store import attack_result, decode_json
+
+if TYPE_CHECKING:
+    from bastion.client import BastionClient
+    from bastion.redteam.models import AttackResult
+    from bastion.redteam.scan import (
+        Checkpoint,
+        ScanReport,
+    )
 
 app = typer.Typer(
     help="Red teaming: scan endpoints, judge responses, diff scans, gate releases.",
@@ -93,6 +83,9 @@ def _resume_state(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str | None, Checkpoint]:
     """Parameters, finished rows and created_at of a scan to resume: the local checkpoint
     if there is one (rows the server lacks are uploaded), else the server's record."""
+    from bastion.redteam.scan import Checkpoint, ScanConfig, checkpoint_path
+    from bastion.redteam.store import decode_json
+
     checkpoint = Checkpoint(checkpoint_path(directory, scan_id))
     if checkpoint.path.exists():
         header, rows = checkpoint.read()
@@ -131,6 +124,8 @@ def _interval(card: Mapping[str, Any]) -> str:
 
 
 def print_scorecard(report: ScanReport) -> None:
+    from bastion.redteam.progress import scorecard_table
+
     summary = report.summary
     console.print(scorecard_table(report.document, title=f"Red-team scan {report.scan_id}"))
     console.print(
@@ -143,6 +138,8 @@ def print_scorecard(report: ScanReport) -> None:
 
 
 def _gate(results: Sequence[AttackResult], fail_over_asr: float | None) -> None:
+    from bastion.redteam.scorecard import gate
+
     if fail_over_asr is None:
         return
     outcome = gate(results, fail_over_asr)
@@ -222,6 +219,11 @@ def scan(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Attack an endpoint through the gateway, store the results, print the scorecard."""
+    from bastion.client.profiles import load_profile
+    from bastion.redteam.objectives import read_seed_file
+    from bastion.redteam.progress import RichScanProgress
+    from bastion.redteam.scan import Checkpoint, ScanConfig, Scanner, checkpoint_path, new_scan_id
+
     options: dict[str, Any] = {
         "endpoint": endpoint,
         "risk_categories": risk_categories,
@@ -315,6 +317,9 @@ def evaluate(
     threshold: Annotated[int, typer.Option("--threshold")] = 3,
 ) -> None:
     """Judge a JSONL file of responses with the scanner's judges."""
+    from bastion.client.profiles import load_profile
+    from bastion.redteam.endpoint import EndpointChatModel
+    from bastion.redteam.evaluate import evaluate_file, make_judge
     from bastion.redteam.models import Thresholds
 
     model = None
@@ -336,6 +341,9 @@ def evaluate(
 
 
 def _load(c: BastionClient | None, ref: str) -> list[AttackResult]:
+    from bastion.redteam.scorecard import results_from_attack_details
+    from bastion.redteam.store import attack_result
+
     path = Path(ref)
     if path.is_file():
         try:
@@ -356,6 +364,8 @@ def diff(
     as_json: AsJson = False,
 ) -> None:
     """ASR deltas per category × complexity, newly failing and newly passing cases."""
+    from bastion.redteam.scorecard import diff_scans
+
     if Path(scan_a).is_file() and Path(scan_b).is_file():
         with _errors():
             before, after = _load(None, scan_a), _load(None, scan_b)
@@ -406,6 +416,9 @@ def show(
     ] = None,
 ) -> None:
     """A scan's status and scorecard."""
+    from bastion.redteam.progress import scorecard_table
+    from bastion.redteam.scan import ScanConfig, scorecard_for
+
     with client() as c:
         record = c.request("GET", _path(scan_id))
         if output is not None:
@@ -481,7 +494,10 @@ def judges_evaluate(
     as_json: AsJson = False,
 ) -> None:
     """Accuracy, precision, recall, F1, Cohen's kappa (and severity MAE) with 95% CIs."""
+    from bastion.client.profiles import load_profile
     from bastion.redteam.calibrate import evaluate_labelled, read_labelled
+    from bastion.redteam.endpoint import EndpointChatModel
+    from bastion.redteam.evaluate import make_judge
     from bastion.redteam.scan import split_list
     from bastion.redteam.trained import Calibration
 
@@ -535,6 +551,7 @@ def judges_calibrate(
 ) -> None:
     """Recalibrate a trained judge on your labelled responses (use with --judge-calibration)."""
     from bastion.redteam.calibrate import calibrate, read_labelled
+    from bastion.redteam.evaluate import make_judge
 
     with _errors():
         rows = read_labelled(input_file)
