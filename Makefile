@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip uv
-	@$(BIN)/python -m uv pip install -q --python $(BIN)/python -e '.[test]'
+	@$(BIN)/python -m uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[test]'
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -56,15 +56,18 @@ def main() -> int:
         "BASTION_TOKEN": TOKEN,
         "BASTION_CONFIG_FILE": str(home / "config"),
     }
+    server_env = {k: v for k, v in env.items() if k not in ("BASTION_HOST", "BASTION_TOKEN")}
     server = subprocess.Popen(
         [sys.executable, "-m", "bastion.cli.main", "up", "--port", str(port), "--no-default-model"],
-        env=env,
+        env=server_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while True:
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise SystemExit("the server did not start")
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                     break

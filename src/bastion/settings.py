@@ -21,7 +21,11 @@ class Settings(BaseSettings):
         default=None,
         description="SQLAlchemy URL of the metastore; default: SQLite file in BASTION_HOME.",
     )
-    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    bind_host: str = Field(
+        default="127.0.0.1",
+        description="Address the server binds to (BASTION_BIND_HOST). Not BASTION_HOST, which "
+        "is the URL clients and the CLI use to reach a server.",
+    )
     port: int = Field(default=8000, description="Port the server listens on.")
     secret_key_file: Path | None = Field(
         default=None,
@@ -124,6 +128,11 @@ class Settings(BaseSettings):
     @property
     def warehouse_dir(self) -> Path:
         return self.home / "warehouse"
+
+    @property
+    def host(self) -> str:
+        """The address the server binds to (``bind_host``)."""
+        return self.bind_host
 
     @property
     def base_url(self) -> str:

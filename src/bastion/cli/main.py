@@ -1,36 +1,90 @@
-"""Entry point of the ``bastion`` command."""
+"""Entry point of the ``bastion`` command.
+
+The CLI is a thin HTTP client, and starts like one: each command group's module (and what it
+needs — the HTTP client, the red-team stack, pyarrow for ``sql``) is imported only when that
+group runs. ``bastion --help`` lists the groups from :data:`GROUPS` without importing them.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+import os
+from typing import Annotated, Any
+
+# Plain help formatting: Rich's help renderer alone costs ~0.2 s per start, on every command.
+os.environ.setdefault("TYPER_USE_RICH", "0")
 
 import typer
+from typer.core import TyperGroup
 
-from bastion.cli import catalog, identity, redteam, registry, tables
-from bastion.cli.common import err_console, read_secret
-from bastion.cli.sql import run_sql
-from bastion.client.profiles import Profile, save_profile
+#: name → (module, Typer attribute, one-line help) of every command group, loaded on use.
+GROUPS: dict[str, tuple[str, str, str]] = {
+    "users": ("bastion.cli.identity", "users", "Users (SCIM)."),
+    "groups": ("bastion.cli.identity", "groups", "Groups and their members."),
+    "service-principals": ("bastion.cli.identity", "service_principals", "Service principals."),
+    "tokens": ("bastion.cli.identity", "tokens", "Your personal access tokens."),
+    "catalogs": ("bastion.cli.catalog", "catalogs", "Catalogs."),
+    "schemas": ("bastion.cli.catalog", "schemas", "Schemas."),
+    "tables": ("bastion.cli.tables", "tables", "Tables and views."),
+    "grants": ("bastion.cli.catalog", "grants", "Grants on securables."),
+    "audit": ("bastion.cli.catalog", "audit", "The audit trail (admins)."),
+    "models": ("bastion.cli.registry", "models", "Registered models, versions and aliases."),
+    "secrets": ("bastion.cli.registry", "secrets", "Secret scopes and keys (values never shown)."),
+    "endpoints": ("bastion.cli.registry", "endpoints", "Serving endpoints and their permissions."),
+    "agents": ("bastion.cli.registry", "agents", "Deploy registered models in one call."),
+    "redteam": (
+        "bastion.cli.redteam",
+        "app",
+        "Red teaming: scan endpoints, judge responses, diff scans, gate releases.",
+    ),
+}
+
+
+class LazyGroup(TyperGroup):
+    """A command group whose sub-groups are imported when one of them is used."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(g for g in GROUPS if g not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in GROUPS and cmd_name not in self.commands:
+            module, attribute, _ = GROUPS[cmd_name]
+            sub = getattr(importlib.import_module(module), attribute)
+            command = typer.main.get_command(sub)
+            command.name = cmd_name
+            self.commands[cmd_name] = command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [
+            (name, self.commands[name].get_short_help_str(80))
+            for name in super().list_commands(ctx)
+        ]
+        rows += [(name, GROUPS[name][2]) for name in GROUPS if name not in self.commands]
+        with formatter.section("Commands"):
+            formatter.write_dl(sorted(rows))
+
 
 app = typer.Typer(
+    cls=LazyGroup,
     help="Bastion: governed generative-AI operations.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-app.add_typer(identity.users, name="users")
-app.add_typer(identity.groups, name="groups")
-app.add_typer(identity.service_principals, name="service-principals")
-app.add_typer(identity.tokens, name="tokens")
-app.add_typer(catalog.catalogs, name="catalogs")
-app.add_typer(catalog.schemas, name="schemas")
-app.add_typer(tables.tables, name="tables")
-app.add_typer(catalog.grants, name="grants")
-app.add_typer(catalog.audit, name="audit")
-app.add_typer(registry.models, name="models")
-app.add_typer(registry.secrets, name="secrets")
-app.add_typer(registry.endpoints, name="endpoints")
-app.add_typer(registry.agents, name="agents")
-app.add_typer(redteam.app, name="redteam")
-app.command("sql")(run_sql)
+
+
+@app.command("sql")
+def sql(
+    query: Annotated[str, typer.Argument(help="One Databricks SQL statement.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="A named parameter, name=value.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print rows as JSON.")] = False,
+) -> None:
+    """Run a SQL statement with your own grants and print the rows."""
+    from bastion.cli.sql import run_sql
+
+    run_sql(query, param, as_json)
 
 
 @app.command()
@@ -48,7 +102,7 @@ def up(
 
     overrides: dict[str, object] = {}
     if host:
-        overrides["host"] = host
+        overrides["bind_host"] = host
     if port:
         overrides["port"] = port
     if home:
@@ -57,6 +111,8 @@ def up(
         settings = Settings(**overrides)  # type: ignore[arg-type]
         serve(settings, default_model=not no_default_model)
     except ValueError as exc:
+        from bastion.cli.common import err_console
+
         err_console.print(f"[red]Error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
 
@@ -92,6 +148,9 @@ def configure(
     profile: Annotated[str, typer.Option()] = "DEFAULT",
 ) -> None:
     """Save a connection profile in ~/.bastion/config."""
+    from bastion.cli.common import read_secret
+    from bastion.client.profiles import Profile, save_profile
+
     if token is None:
         token = read_secret("Token", confirm=False)
     path = save_profile(Profile(host.rstrip("/"), token), profile)

@@ -34,7 +34,13 @@ class BastionClient(ServingClientMixin):
     def __init__(self, host: str, token: str | None, *, timeout: float = 60.0) -> None:
         self.host = host.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.host, headers=headers, timeout=timeout)
+        # A plain-HTTP host needs no certificate store (loading one costs a CLI start ~25 ms).
+        self._http = httpx.Client(
+            base_url=self.host,
+            headers=headers,
+            timeout=timeout,
+            verify=self.host.startswith("https://"),
+        )
 
     @classmethod
     def from_profile(cls, name: str = "DEFAULT") -> BastionClient:
