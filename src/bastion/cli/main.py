@@ -50,7 +50,7 @@ class LazyGroup(TyperGroup):
         if cmd_name in GROUPS and cmd_name not in self.commands:
             module, attribute, _ = GROUPS[cmd_name]
             sub = getattr(importlib.import_module(module), attribute)
-            command = typer.main.get_command(sub)
+            command = typer.main.get_group(sub)
             command.name = cmd_name
             self.commands[cmd_name] = command
         return super().get_command(ctx, cmd_name)
