@@ -91,18 +91,18 @@ class Settings(BaseSettings):
         default=2, ge=1, description="DuckDB threads of each SQL worker."
     )
     sql_worker_memory_limit_mb: int = Field(
-        default=1024,
+        default=768,
         ge=16,
         description="DuckDB memory_limit of each SQL worker, in MiB (operators: hash tables, "
         "sorts, aggregates).",
     )
     sql_worker_address_space_mb: int = Field(
-        default=3072,
+        default=2304,
         ge=256,
         description="RLIMIT_AS of each SQL worker, in MiB: bounds every allocation, including "
-        "string values DuckDB's memory_limit does not track. A worker starts at ~0.6 GiB of "
-        "address space and a statement using all of a 1 GiB memory_limit peaks near 2 GiB; "
-        "keep this at least 2 GiB above sql_worker_memory_limit_mb.",
+        "the string values DuckDB's memory_limit does not track (a 2 GB repeat() fails at "
+        "once). A worker starts at ~0.55 GiB of address space; statements using all of a "
+        "768 MiB memory_limit peaked at ~1.9 GiB. Raise both together.",
     )
     sql_worker_grace_s: float = Field(
         default=5.0,

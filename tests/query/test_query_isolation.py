@@ -190,6 +190,31 @@ def test_byte_limit_truncates_the_result(users: dict[str, httpx.Client]) -> None
     assert untouched["manifest"]["total_row_count"] == 10
 
 
+def test_streamed_bodies_are_whole_json_whatever_the_shape(
+    users: dict[str, httpx.Client],
+) -> None:
+    ann = users["ann"]
+    empty = _run(ann, f"SELECT n FROM {NUMBERS} WHERE n < 0")
+    assert empty["result"]["data_array"] == [] and empty["manifest"]["total_row_count"] == 0
+    arrow = _run(ann, f"SELECT n FROM {NUMBERS} WHERE n < 0", format="ARROW_STREAM")
+    table = pa.ipc.open_stream(base64.b64decode(arrow["result"]["attachment"])).read_all()
+    assert table.num_rows == 0 and table.schema.names == ["n"]
+    mixed = _run(ann, "SELECT 1 AS a, NULL AS b, 'x\"y' AS c, true AS d")
+    assert mixed["result"]["data_array"] == [["1", None, 'x"y', "true"]]
+    many = _run(ann, f"SELECT n FROM {NUMBERS} ORDER BY n", format="ARROW_STREAM")
+    table = pa.ipc.open_stream(base64.b64decode(many["result"]["attachment"])).read_all()
+    assert table.column("n").to_pylist() == list(range(100_000))
+    chunk = ann.get(f"/api/2.0/sql/statements/{mixed['statement_id']}/result/chunks/0").json()
+    assert chunk == {
+        "chunk_index": 0,
+        "row_offset": 0,
+        "row_count": 1,
+        "data_array": [["1", None, 'x"y', "true"]],
+    }
+    cancelled = _submit(ann, HEAVY, wait_timeout="5s", on_wait_timeout="CANCEL").json()
+    assert cancelled["status"]["state"] == "CANCELED"
+
+
 def test_a_result_over_the_inline_cap_fails_with_a_clear_message(
     users: dict[str, httpx.Client],
 ) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from deltalake import DeltaTable, write_deltalake
 from bastion.errors import DeadlineExceeded, InvalidRequest, ResourceExhausted, StatementCanceled
 from bastion.query import runner
 from bastion.query.catalog import DeltaSource
-from bastion.query.workers import PoolConfig, WorkerPool
+from bastion.query.workers import PoolConfig, WorkerPool, _spawn
 
 EVENTS = pa.table(
     {
@@ -259,6 +261,45 @@ def test_a_killed_worker_fails_its_statement_clearly_and_is_replaced(pool: Worke
     rows, _ = runner.run("SELECT 2 AS two", {}, {}, _limits(pool, 0), max_rows=None)
     assert rows.to_pylist() == [{"two": 2}]
     assert victim not in pool.pids()
+
+
+_ORPHANING = """
+import sys, time
+from bastion.query import runner
+from bastion.query.workers import PoolConfig, WorkerPool, _spawn
+pool = WorkerPool(PoolConfig(workers=2, per_principal=2))
+limits = runner.Limits(pool, 1, time.monotonic() + 60, 60)
+runner.run("SELECT 1", {}, {}, limits, max_rows=None)
+print(*pool.pids(), flush=True)
+time.sleep(600)
+"""
+
+
+def test_workers_die_with_the_server_however_it_dies() -> None:
+    server = subprocess.Popen([sys.executable, "-c", _ORPHANING], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        pids = [int(p) for p in server.stdout.readline().split()]
+        assert pids and all(_state(pid) not in ("Z", "gone") for pid in pids)
+    finally:
+        server.kill()  # SIGKILL: no clean-up code of the server runs
+        server.wait()
+    deadline = time.monotonic() + 60
+    while any(_state(pid) not in ("Z", "gone") for pid in pids):
+        assert time.monotonic() < deadline, "a SQL worker outlived its server"
+        time.sleep(0.05)
+
+
+def test_a_worker_exits_when_the_servers_end_of_its_control_pipe_closes() -> None:
+    # The pipe is what stops a worker where PR_SET_PDEATHSIG does not apply (not Linux, or
+    # a process forked from the server holding the socket open).
+    worker = _spawn(PoolConfig(workers=1))
+    try:
+        os.close(worker._control)
+        worker._control = -1
+        assert worker.process.wait(timeout=60) == 0
+    finally:
+        worker.kill()
 
 
 def test_a_closed_pool_kills_its_workers() -> None:

@@ -73,17 +73,25 @@ class _Stop(Exception):
 
 
 class _State:
-    """The job being run and its DuckDB connection, shared with the control thread."""
+    """The job being run and its DuckDB connection, shared with the control thread.
+
+    Job ids grow with each job a worker gets. An interrupt for a job that has not begun yet
+    (it crossed the job on the way) is kept until that job begins; one for a job that has
+    ended is dropped.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.job_id: int | None = None
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._interrupted = False
+        self._pending = 0  # the highest job id interrupted before it began
+        self._ended = 0  # the last job id that ended
 
     def begin(self, job_id: int) -> None:
         with self._lock:
-            self.job_id, self._conn, self._interrupted = job_id, None, False
+            self.job_id, self._conn = job_id, None
+            self._interrupted = job_id <= self._pending
 
     def attach(self, conn: duckdb.DuckDBPyConnection) -> None:
         with self._lock:
@@ -92,16 +100,20 @@ class _State:
 
     def end(self) -> None:
         with self._lock:
+            self._ended = self.job_id or self._ended
             self.job_id, self._conn = None, None
 
     def interrupt(self, job_id: int) -> bool:
-        """Interrupt ``job_id`` if it is still running; ``False`` once it is not."""
+        """Interrupt ``job_id``; ``False`` once it is over (no need to try again)."""
         with self._lock:
-            if self.job_id != job_id:
+            if job_id <= self._ended:
                 return False
-            self._interrupted = True
-            if self._conn is not None:
-                self._conn.interrupt()
+            if self.job_id == job_id:
+                self._interrupted = True
+                if self._conn is not None:
+                    self._conn.interrupt()
+            else:
+                self._pending = max(self._pending, job_id)
             return True
 
     @property
@@ -193,6 +205,10 @@ def _stream(conn: Connection, reader: pa.RecordBatchReader, job: Job, state: _St
         if job.max_rows is not None and rows + batch.num_rows > job.max_rows:
             batch = batch.slice(0, job.max_rows - rows)
             truncated = True
+        if not batch.num_rows:  # (an empty slice may still serialize its whole buffers)
+            if truncated:
+                break
+            continue
         for piece, data in _pieces(batch):
             size: int = data.size
             if job.max_bytes is not None and sent + size > job.max_bytes:

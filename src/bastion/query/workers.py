@@ -60,6 +60,10 @@ _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from bastion.query.sqlworker import main; main(sys.argv[2:])"
 )
+# Arrow's C++ code allocates from its default pool, mimalloc, which reserves address space
+# in large segments (~1 GiB more after a first dataset scan): the system allocator keeps the
+# worker's address space close to what it uses, so that RLIMIT_AS bounds data, not reserves.
+_ARROW_POOL = {"ARROW_DEFAULT_MEMORY_POOL": "system"}
 _POLL_S = 0.05
 _MIB = 1024 * 1024
 _CONTROL_FRAME_BYTES = 1024 * 1024
@@ -69,8 +73,8 @@ _CONTROL_FRAME_BYTES = 1024 * 1024
 class PoolConfig:
     workers: int = 3
     threads: int = 2
-    memory_limit_mb: int = 1024
-    address_space_mb: int = 3072
+    memory_limit_mb: int = 768
+    address_space_mb: int = 2304
     per_principal: int = 2
     grace_s: float = 5.0
     start_timeout_s: float = 60.0
@@ -181,6 +185,7 @@ def _spawn(config: PoolConfig) -> _Worker:
             pass_fds=(child.fileno(), control_r),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
+            env={**os.environ, **_ARROW_POOL},
         )
     except BaseException:
         parent.close()
@@ -319,9 +324,10 @@ class ResultStream:
         if kind == protocol.OOM:
             self._recycle = True
             return ResourceExhausted(
-                f"The statement needed more than the {self._config.memory_limit_mb} MiB memory "
-                "limit of a SQL worker and was stopped; aggregate or filter more, or select "
-                "fewer or shorter values."
+                "The statement needed more memory than a SQL worker allows "
+                f"({self._config.memory_limit_mb} MiB for its operators, "
+                f"{self._config.address_space_mb} MiB of address space in all) and was "
+                "stopped; aggregate or filter more, or select fewer or shorter values."
             )
         if kind == protocol.TOO_LARGE:
             return ResourceExhausted(message)

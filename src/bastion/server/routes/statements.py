@@ -33,6 +33,7 @@ from bastion.server.statements import Statement, StatementManager, StatementStat
 router = APIRouter(prefix="/api/2.0/sql", tags=["databrickssql"])
 sql_scope = authenticated("sql")
 _WAIT = re.compile(r"^(\d+)s$")
+_CANCEL_WAIT_S = 5.0
 
 
 class StatementParameter(BaseModel):
@@ -261,6 +262,7 @@ async def execute_statement(
         await _wait(statement, wait)
     if not statement.done.is_set() and body.on_wait_timeout == "CANCEL":
         statement = statements.cancel(caller, statement.statement_id)
+        await _wait(statement, _CANCEL_WAIT_S)  # the worker stops within ~50 ms
     if statement.error is not None:
         request.state.error_message = statement.error.message
     return render(statement)
