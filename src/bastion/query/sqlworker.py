@@ -274,7 +274,7 @@ def _error(conn: Connection, kind: str, message: str) -> None:
 
 def serve(conn: Connection, control_fd: int, config: WorkerConfig) -> None:
     """Set up the limits and the sandbox, then run jobs until the server goes away."""
-    pa.set_memory_pool(pa.system_memory_pool())  # jemalloc reserves address space up front
+    pa.set_memory_pool(pa.system_memory_pool())  # (and ARROW_DEFAULT_MEMORY_POOL, see workers)
     pa.set_cpu_count(config.threads)
     pa.set_io_thread_count(config.threads)
     sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads)

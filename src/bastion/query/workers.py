@@ -162,7 +162,10 @@ def _decode(data: bytes) -> tuple[bytes, memoryview]:
 
 
 def _json(payload: memoryview) -> dict[str, Any]:
-    value = json.loads(bytes(payload))
+    try:
+        value = json.loads(bytes(payload))
+    except ValueError:
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -291,32 +294,43 @@ class ResultStream:
                 self._worker.kill()
                 raise _Gone(self._worker.exit_description()) from None
 
-    def _next(self) -> pa.RecordBatch | None:
-        """The next batch; ``None`` at the end. Raises the statement's error."""
+    def _frame(self) -> tuple[bytes, memoryview]:
         try:
-            kind, payload = self._read()
+            return self._read()
         except _Gone as gone:
             self._finished = True
             raise self._stopped_error(str(gone)) from None
-        if kind == protocol.BATCH:
-            batch = pa.ipc.read_record_batch(pa.py_buffer(payload), self.schema)
-            self.rows += batch.num_rows
-            self.bytes += len(payload)
-            return batch
-        if kind == protocol.SCHEMA:
-            self.schema = protocol.read_schema(payload)
-            return self._next()
-        body = _json(payload)
+
+    def _unexpected(self) -> BastionError:
         self._finished = True
+        self._worker.kill()
+        return BastionError("A SQL worker sent an unexpected reply; it was replaced.")
+
+    def _last(self, kind: bytes, payload: memoryview) -> None:
+        """The job's last frame: END returns, ERROR raises the statement's error."""
+        if kind not in (protocol.END, protocol.ERROR):
+            raise self._unexpected()
+        self._finished = True
+        body = _json(payload)
         self._worker.vm = int(body.get("vm", 0))
-        if kind == protocol.END:
-            self.truncated = bool(body.get("truncated"))
-            self.exceeded = bool(body.get("exceeded"))
+        if kind == protocol.ERROR:
+            raise self._error(str(body.get("kind")), str(body.get("message", "")))
+        self.truncated = bool(body.get("truncated"))
+        self.exceeded = bool(body.get("exceeded"))
+
+    def _next(self) -> pa.RecordBatch | None:
+        """The next batch; ``None`` at the end. Raises the statement's error."""
+        kind, payload = self._frame()
+        if kind != protocol.BATCH:
+            self._last(kind, payload)
             return None
-        if kind != protocol.ERROR:
-            self._worker.kill()
-            raise BastionError("A SQL worker sent an unexpected reply; it was replaced.")
-        raise self._error(str(body.get("kind")), str(body.get("message", "")))
+        try:
+            batch = pa.ipc.read_record_batch(pa.py_buffer(payload), self.schema)
+        except (pa.ArrowException, ValueError):
+            raise self._unexpected() from None
+        self.rows += batch.num_rows
+        self.bytes += len(payload)
+        return batch
 
     def _error(self, kind: str, message: str) -> BastionError:
         if kind == protocol.INTERRUPTED or self._reason in ("timeout", "cancel"):
@@ -356,21 +370,14 @@ class ResultStream:
 
     def open(self) -> None:
         """Wait for the result's schema (or the statement's error)."""
-        try:
-            kind, payload = self._read()
-        except _Gone as gone:
-            self._finished = True
-            raise self._stopped_error(str(gone)) from None
-        if kind == protocol.SCHEMA:
-            self.schema = protocol.read_schema(payload)
+        kind, payload = self._frame()
+        if kind != protocol.SCHEMA:
+            self._last(kind, payload)
             return
-        self._finished = True
-        body = _json(payload)
-        self._worker.vm = int(body.get("vm", 0))
-        if kind != protocol.ERROR:
-            self._worker.kill()
-            raise BastionError("A SQL worker sent an unexpected reply; it was replaced.")
-        raise self._error(str(body.get("kind")), str(body.get("message", "")))
+        try:
+            self.schema = protocol.read_schema(payload)
+        except (pa.ArrowException, ValueError):
+            raise self._unexpected() from None
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         while not self._finished:
