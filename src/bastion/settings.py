@@ -101,8 +101,8 @@ class Settings(BaseSettings):
         ge=256,
         description="RLIMIT_AS of each SQL worker, in MiB: bounds every allocation, including "
         "the string values DuckDB's memory_limit does not track (a 2 GB repeat() fails at "
-        "once). A worker starts at ~0.55 GiB of address space; statements using all of a "
-        "768 MiB memory_limit peaked at ~1.9 GiB. Raise both together.",
+        "once). A worker starts at ~0.6 GiB of address space; statements using all of a "
+        "768 MiB memory_limit peaked at ~1.95 GiB. Raise both together.",
     )
     sql_worker_grace_s: float = Field(
         default=5.0,

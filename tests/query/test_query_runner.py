@@ -263,6 +263,37 @@ def test_a_killed_worker_fails_its_statement_clearly_and_is_replaced(pool: Worke
     assert victim not in pool.pids()
 
 
+def test_a_worker_that_does_not_stop_in_its_grace_period_is_killed_and_replaced() -> None:
+    pool = WorkerPool(PoolConfig(workers=1, per_principal=1, grace_s=0.5))
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def heavy() -> None:
+        try:
+            runner.run(HEAVY, {}, {}, _limits(pool, 0, timeout_s=120), max_rows=None, cancel=cancel)
+        except BaseException as error:
+            outcome.append(error)
+
+    try:
+        thread = threading.Thread(target=heavy, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 60
+        while not pool.busy_pids():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        (stuck,) = pool.busy_pids()
+        os.kill(stuck, signal.SIGSTOP)  # it can no longer answer the interrupt
+        cancel.set()
+        thread.join(60)
+        assert len(outcome) == 1 and isinstance(outcome[0], StatementCanceled)
+        assert "did not stop within 0.5 s" in outcome[0].message
+        assert _state(stuck) in ("Z", "gone")
+        rows, _ = runner.run("SELECT 5 AS five", {}, {}, _limits(pool, 0), max_rows=None)
+        assert rows.to_pylist() == [{"five": 5}]
+    finally:
+        pool.close()
+
+
 _ORPHANING = """
 import sys, time
 from bastion.query import runner

@@ -9,7 +9,8 @@ fd> <parent pid>``. It imports only DuckDB, pyarrow and the small ``protocol`` a
    dies, however it dies, the kernel closes that end, the read returns nothing and the
    worker exits;
 2. caps glibc's malloc arenas (each reserves 64 MiB of address space per thread) and
-   Arrow's thread pools, opens its locked DuckDB, measures its address space, and sets
+   Arrow's thread pools (the server starts it with mimalloc's arenas at 64 MiB), opens
+   its locked DuckDB, measures its address space, and sets
    ``RLIMIT_AS`` so that no value a statement builds — ``repeat('x', 2e9)``, concatenations
    through nested CTEs, a huge result batch — can take more than the limit: the allocation
    fails, DuckDB raises ``OutOfMemoryException``, and the worker reports it and lives on;
@@ -274,7 +275,6 @@ def _error(conn: Connection, kind: str, message: str) -> None:
 
 def serve(conn: Connection, control_fd: int, config: WorkerConfig) -> None:
     """Set up the limits and the sandbox, then run jobs until the server goes away."""
-    pa.set_memory_pool(pa.system_memory_pool())  # (and ARROW_DEFAULT_MEMORY_POOL, see workers)
     pa.set_cpu_count(config.threads)
     pa.set_io_thread_count(config.threads)
     sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads)
