@@ -21,7 +21,8 @@ from deltalake import DeltaTable, write_deltalake
 from bastion.errors import DeadlineExceeded, InvalidRequest, ResourceExhausted, StatementCanceled
 from bastion.query import runner
 from bastion.query.catalog import DeltaSource
-from bastion.query.workers import PoolConfig, WorkerPool, _spawn
+from bastion.query.processes import spawn
+from bastion.query.workers import PoolConfig, WorkerPool
 
 EVENTS = pa.table(
     {
@@ -297,7 +298,8 @@ def test_a_worker_that_does_not_stop_in_its_grace_period_is_killed_and_replaced(
 _ORPHANING = """
 import sys, time
 from bastion.query import runner
-from bastion.query.workers import PoolConfig, WorkerPool, _spawn
+from bastion.query.processes import spawn
+from bastion.query.workers import PoolConfig, WorkerPool
 pool = WorkerPool(PoolConfig(workers=2, per_principal=2))
 limits = runner.Limits(pool, 1, time.monotonic() + 60, 60)
 runner.run("SELECT 1", {}, {}, limits, max_rows=None)
@@ -324,10 +326,9 @@ def test_workers_die_with_the_server_however_it_dies() -> None:
 def test_a_worker_exits_when_the_servers_end_of_its_control_pipe_closes() -> None:
     # The pipe is what stops a worker where PR_SET_PDEATHSIG does not apply (not Linux, or
     # a process forked from the server holding the socket open).
-    worker = _spawn(PoolConfig(workers=1))
+    worker = spawn(PoolConfig(workers=1))
     try:
-        os.close(worker._control)
-        worker._control = -1
+        worker.close_control()
         assert worker.process.wait(timeout=60) == 0
     finally:
         worker.kill()

@@ -16,7 +16,7 @@ from bastion.platform import Platform
 from bastion.query import params, runner
 from bastion.query.catalog import CatalogCache
 from bastion.query.planner import Plan, Planner
-from bastion.query.workers import ResultStream
+from bastion.query.results import ResultStream
 
 
 @dataclass

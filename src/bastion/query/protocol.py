@@ -13,6 +13,7 @@ This module is imported by the worker: it depends on the standard library and py
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,9 @@ INTERRUPTED = "interrupted"  # the server asked it to stop
 INVALID = "invalid"  # DuckDB refused the statement (binder, parser, conversion errors...)
 TOO_LARGE = "too_large"  # one row is larger than a frame may be
 INTERNAL = "internal"  # anything else: a bug
+
+INTERRUPT = struct.Struct("<q")
+"""On the control pipe: the id of the job to interrupt."""
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """The largest batch frame a worker sends; bigger batches are split by rows."""

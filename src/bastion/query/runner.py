@@ -15,7 +15,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +23,8 @@ import pyarrow as pa
 from bastion.errors import InvalidRequest, ResourceExhausted
 from bastion.query.catalog import DeltaSource
 from bastion.query.protocol import ArrowData, DeltaSnapshot, Job, ParquetFiles, Source, table_ipc
-from bastion.query.workers import QueryFailed, ResultStream, WorkerPool
+from bastion.query.results import QueryFailed, ResultStream
+from bastion.query.workers import WorkerPool
 
 NATIVE_SCAN_BYTES = 32 * 1024 * 1024
 _INTERNAL = re.compile(r"\b__(?:t|cte)\d+\b")
@@ -43,13 +44,7 @@ class Limits:
 
     def unbounded(self) -> Limits:
         """The same limits without byte caps, for results that stream to a table."""
-        return Limits(
-            self.pool,
-            self.principal,
-            self.deadline,
-            self.timeout_s,
-            self.native_scan_bytes,
-        )
+        return replace(self, max_bytes=None, byte_limit=None)
 
     @property
     def budget(self) -> int | None:
@@ -157,7 +152,7 @@ def _size(count: int) -> str:
 def _public_message(message: str, public_names: Mapping[str, str]) -> str:
     """DuckDB's message with internal source names replaced by catalog names."""
 
-    def replace(match: re.Match[str]) -> str:
+    def public(match: re.Match[str]) -> str:
         return public_names.get(match.group(0), "subquery")
 
-    return _INTERNAL.sub(replace, message.split("\n\nLINE")[0]).strip()
+    return _INTERNAL.sub(public, message.split("\n\nLINE")[0]).strip()

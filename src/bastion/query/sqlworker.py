@@ -29,7 +29,6 @@ import os
 import resource
 import select
 import signal
-import struct
 import sys
 import threading
 import traceback
@@ -45,6 +44,7 @@ from bastion.query.protocol import (
     END,
     ERROR,
     INTERNAL,
+    INTERRUPT,
     INTERRUPTED,
     INVALID,
     MAX_FRAME_BYTES,
@@ -63,7 +63,6 @@ from bastion.query.sandbox import Sandbox
 _PR_SET_PDEATHSIG = 1
 _M_ARENA_MAX = -8
 _MIB = 1024 * 1024
-INTERRUPT = struct.Struct("<q")
 
 
 class _Stop(Exception):
