@@ -115,6 +115,72 @@ class Settings(BaseSettings):
         default=None, description="service.name of exported spans (default bastion-gateway)."
     )
 
+    # -- governed SQL: worker processes, fair share, bounded results (docs/sql.md) --------
+    sql_workers: int = Field(
+        default=3,
+        ge=1,
+        description="SQL worker processes that execute governed statements (started on first "
+        "use); each runs one statement at a time.",
+    )
+    sql_worker_threads: int = Field(
+        default=2, ge=1, description="DuckDB threads of each SQL worker."
+    )
+    sql_worker_memory_limit_mb: int = Field(
+        default=768,
+        ge=16,
+        description="DuckDB memory_limit of each SQL worker, in MiB (operators: hash tables, "
+        "sorts, aggregates).",
+    )
+    sql_worker_address_space_mb: int = Field(
+        default=2304,
+        ge=256,
+        description="RLIMIT_AS of each SQL worker, in MiB: bounds every allocation, including "
+        "the string values DuckDB's memory_limit does not track (a 2 GB repeat() fails at "
+        "once). A worker starts at ~0.6 GiB of address space; statements using all of a "
+        "768 MiB memory_limit peaked at ~1.95 GiB. Raise both together.",
+    )
+    sql_worker_grace_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long a SQL worker may take to stop an interrupted statement "
+        "(deadline, cancel) before it is killed and replaced.",
+    )
+    sql_statement_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Default timeout of a SQL statement, time waiting for a worker included.",
+    )
+    sql_max_running_per_principal: int = Field(
+        default=2,
+        ge=1,
+        description="SQL statements one principal may execute at once; the others wait, and a "
+        "freed worker goes to the waiting principal with the fewest running.",
+    )
+    sql_max_outstanding_per_principal: int = Field(
+        default=8,
+        ge=1,
+        description="Statement Execution API statements one principal may have running or "
+        "waiting; more are refused with 429.",
+    )
+    sql_max_outstanding: int = Field(
+        default=64,
+        ge=1,
+        description="Statement Execution API statements the server keeps running or waiting "
+        "in all (one thread each); more are refused with 429.",
+    )
+    sql_inline_result_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1024,
+        description="Largest result a statement may return inline (Arrow bytes; Databricks: "
+        "25 MiB). A larger one fails unless byte_limit truncates it.",
+    )
+    sql_retained_result_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        description="Total result bytes the Statement Execution API keeps for polling; past it "
+        "the oldest results are released and their statements become CLOSED.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

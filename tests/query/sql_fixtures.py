@@ -131,6 +131,7 @@ def build_env(home: Path, database_url: str, *, native_scan_bytes: int) -> Itera
     try:
         yield env
     finally:
+        env.engine.close()  # its SQL worker processes
         platform.close()
 
 

@@ -168,6 +168,42 @@ def test_create_table_as_select_and_insert_append(env: SqlEnv) -> None:
         env.sql(env.alice, "SELECT * FROM main.default.typed")
 
 
+def test_insert_and_ctas_stream_many_batches_and_write_nothing_when_one_fails(
+    env: SqlEnv,
+) -> None:
+    numbers = _numbers(env)
+    rows = f"SELECT a.n * 4 + b.n AS i FROM {numbers} a, {numbers} b WHERE b.n < 4"
+    created = env.engine.execute(
+        env.alice, f"CREATE TABLE main.default.streamed AS SELECT i FROM ({rows}) ORDER BY i"
+    )
+    assert created.rows == [{"num_affected_rows": 20000, "num_inserted_rows": 20000}]
+    inserted = env.engine.execute(
+        env.alice, f"INSERT INTO main.default.streamed SELECT i + 20000 FROM ({rows})"
+    )
+    assert inserted.rows[0]["num_inserted_rows"] == 20000
+    count = "SELECT count(*) AS n, count(DISTINCT i) AS d FROM main.default.streamed"
+    assert env.sql(env.alice, count) == [{"n": 40000, "d": 40000}]
+    # The last row cannot be stored: the batches before it were sent, none is committed.
+    bad = (
+        "INSERT INTO main.default.streamed SELECT CASE WHEN i < 19999 THEN CAST(i AS STRING) "
+        f"ELSE 'x' END FROM ({rows}) ORDER BY i"
+    )
+    with pytest.raises(InvalidRequest, match="cannot store"):
+        env.sql(env.alice, bad)
+    assert env.sql(env.alice, count) == [{"n": 40000, "d": 40000}]
+    # A query that fails part-way through leaves no table behind.
+    failing = (
+        "CREATE TABLE main.default.half AS SELECT CAST(CASE WHEN i < 19999 THEN '1' ELSE 'x' "
+        f"END AS INT) AS v FROM (SELECT i FROM ({rows}) ORDER BY i)"
+    )
+    with pytest.raises(InvalidRequest, match=r"Conversion|convert|cast"):
+        env.sql(env.alice, failing)
+    with pytest.raises(InvalidRequest, match="TABLE_OR_VIEW_NOT_FOUND"):
+        env.sql(env.alice, "SELECT * FROM main.default.half")
+    assert not (env.platform.settings.warehouse_dir / "main" / "default" / "half").exists()
+    env.sql(env.alice, "DROP TABLE main.default.streamed")
+
+
 def test_sum_of_integers_keeps_exact_values(env: SqlEnv) -> None:
     rows = env.sql(env.alice, "SELECT sum(id) AS s FROM orders")
     assert rows[0]["s"] in (21, Decimal(21))

@@ -1,11 +1,28 @@
 """Governed SQL: Databricks SQL statements checked, rewritten and run on DuckDB.
 
-See ``docs/sql.md``. The one entry point is :class:`QueryEngine`.
+See ``docs/sql.md``. The one entry point is :class:`QueryEngine`. It is imported on first
+use, so that a SQL worker process (``bastion.query.sqlworker``) can import the package
+without the engine's dependencies.
 """
 
-from bastion.query.engine import QueryEngine
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bastion.errors import ResourceExhausted, StatementCanceled
 from bastion.query.result import ResultColumn, StatementResult
-from bastion.query.runner import ResourceExhausted, StatementCanceled
+
+if TYPE_CHECKING:
+    from bastion.query.engine import QueryEngine
+
+
+def __getattr__(name: str) -> Any:
+    if name == "QueryEngine":
+        from bastion.query.engine import QueryEngine
+
+        return QueryEngine
+    raise AttributeError(f"module 'bastion.query' has no attribute {name!r}")
+
 
 __all__ = [
     "QueryEngine",

@@ -30,12 +30,15 @@ class DeltaSource:
     ``files`` is set when DuckDB may read the snapshot's Parquet files itself (a local
     table, reader protocol 1: no deletion vectors or column mapping, not partitioned); the
     runner then scans them natively in a database allowed to open exactly those files.
-    Otherwise, and for small scans, it registers ``dataset()``, an Arrow dataset.
+    Otherwise, and for small scans, it registers ``dataset()``, an Arrow dataset. ``location``
+    and ``version`` name the snapshot, so a SQL worker can open exactly this one.
     """
 
     schema: pa.Schema
     files: tuple[str, ...] | None
     size_bytes: int
+    location: str | None = None
+    version: int | None = None
     _dataset: ds.Dataset | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -55,10 +58,12 @@ class DeltaSource:
             and not protocol.reader_features
             and not table.metadata().partition_columns
         )
+        version = table.version()
         if not native:
             dataset = table.to_pyarrow_dataset()
-            return cls(dataset.schema, None, size, dataset)
-        return cls(pa.schema(table.schema().to_arrow()), tuple(table.file_uris()), size)
+            return cls(dataset.schema, None, size, location, version, dataset)
+        schema = pa.schema(table.schema().to_arrow())
+        return cls(schema, tuple(table.file_uris()), size, location, version)
 
     def dataset(self) -> ds.Dataset:
         with self._lock:

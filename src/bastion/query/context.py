@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +16,7 @@ from bastion.platform import Platform
 from bastion.query import params, runner
 from bastion.query.catalog import CatalogCache
 from bastion.query.planner import Plan, Planner
+from bastion.query.results import ResultStream
 
 
 @dataclass
@@ -35,7 +38,10 @@ class Context:
     def run(
         self, plan: Plan, *, max_rows: int | None, sql: str | None = None
     ) -> tuple[pa.Table, bool]:
-        """Execute a plan in a sandboxed connection; ``max_rows=None`` keeps every row."""
+        """Execute a plan on a SQL worker; ``max_rows=None`` keeps every row.
+
+        The result is bounded by the statement's byte caps (see ``runner.run``).
+        """
         return runner.run(
             sql or plan.sql(),
             plan.sources,
@@ -48,3 +54,19 @@ class Context:
 
     def query(self, tree: exp.Expr, *, max_rows: int | None) -> tuple[pa.Table, bool]:
         return self.run(self.plan(tree), max_rows=max_rows)
+
+    @contextmanager
+    def stream(self, tree: exp.Expr) -> Iterator[ResultStream]:
+        """Every row of a query, batch by batch as the worker sends them (no byte cap: the
+        consumer writes them on; the deadline still applies)."""
+        plan = self.plan(tree)
+        with runner.stream(
+            plan.sql(),
+            plan.sources,
+            params.bind(self.parameters, plan.parameters),
+            self.limits.unbounded(),
+            max_rows=None,
+            cancel=self.cancel,
+            public_names=plan.public_names,
+        ) as result:
+            yield result

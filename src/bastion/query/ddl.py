@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
+from deltalake import DeltaTable, write_deltalake
 from sqlglot import exp
 
 from bastion.errors import AlreadyExists, InvalidRequest, NotFound, PermissionDenied
@@ -19,7 +21,7 @@ from bastion.query.context import Context
 from bastion.query.names import qualify, table_parts
 from bastion.query.result import describe_type, message_table, storable_type
 from bastion.tables.columns import Column, arrow_schema, arrow_type, parse_column
-from bastion.tables.delta import append, create_table_if_missing
+from bastion.tables.delta import create_table_if_missing
 
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -324,12 +326,49 @@ def insert(ctx: Context, tree: exp.Insert) -> pa.Table:
     location = info.properties.get("storage_location")
     if info.properties.get("table_type") == "VIEW" or not location:
         raise InvalidRequest(f"'{full_name}' is a view; insert into a table.")
-    data, _ = ctx.query(_source_query(tree.expression), max_rows=None)
     columns = [parse_column(c) for c in info.properties.get("columns", [])]
-    rows = _conform(data, arrow_schema(columns), names)
-    if rows.num_rows:
-        append(DeltaTable(location), rows)
-    return message_table(num_affected_rows=rows.num_rows, num_inserted_rows=rows.num_rows)
+    schema = arrow_schema(columns)
+    with ctx.stream(_source_query(tree.expression)) as result:
+        _conform(result.schema.empty_table(), schema, names)  # the shape, before any row
+        count = _append(
+            DeltaTable(location),
+            schema,
+            (_conform(pa.Table.from_batches([b]), schema, names) for b in result),
+        )
+    return message_table(num_affected_rows=count, num_inserted_rows=count)
+
+
+def _append(table: DeltaTable, schema: pa.Schema, parts: Iterator[pa.Table]) -> int:
+    """Stream ``parts`` into one Delta commit (none if they hold no row); the rows written.
+
+    The writer pulls the parts as the SQL worker sends them, so the server holds a few
+    batches at a time, whatever the size. If a part fails (a value that does not fit, the
+    deadline), the writer aborts before committing: the table does not change.
+    """
+    first = next((part for part in parts if part.num_rows), None)
+    if first is None:
+        return 0
+    count = 0
+    failure: list[BaseException] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        nonlocal count
+        try:
+            for part in itertools.chain([first], parts):
+                count += part.num_rows
+                yield from part.to_batches()
+        except BaseException as error:
+            failure.append(error)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(schema, batches())
+    try:
+        write_deltalake(table, reader, mode="append")
+    except Exception:
+        if failure:
+            raise failure[0] from None
+        raise
+    return count
 
 
 def create_table(ctx: Context, tree: exp.Create) -> pa.Table:
@@ -349,13 +388,17 @@ def create_table(ctx: Context, tree: exp.Create) -> pa.Table:
         return message_table(num_affected_rows=0, num_inserted_rows=0)
     if ctx.catalog.node(SecurableType.TABLE, full_name) is not None:
         raise AlreadyExists(f"Table '{full_name}' already exists.")
-    data: pa.Table | None = None
-    if tree.expression is not None:
-        if isinstance(tree.this, exp.Schema):
-            raise InvalidRequest("CREATE TABLE ... AS SELECT takes its columns from the query.")
-        data, _ = ctx.query(_source_query(tree.expression), max_rows=None)
+    if tree.expression is None:
+        if not isinstance(tree.this, exp.Schema):
+            raise InvalidRequest("CREATE TABLE needs a column list or AS SELECT.")
+        columns = [_column_def(c) for c in tree.this.expressions]
+        _create_managed(ctx, full_name, columns, arrow_schema(columns), comment, iter(()))
+        return message_table(num_affected_rows=0, num_inserted_rows=0)
+    if isinstance(tree.this, exp.Schema):
+        raise InvalidRequest("CREATE TABLE ... AS SELECT takes its columns from the query.")
+    with ctx.stream(_source_query(tree.expression)) as result:
         columns = []
-        for field in data.schema:
+        for field in result.schema:
             if not _COLUMN_NAME.match(field.name):
                 raise InvalidRequest(
                     f"Column name {field.name!r} cannot be stored; give it an alias (AS name)."
@@ -365,14 +408,15 @@ def create_table(ctx: Context, tree: exp.Create) -> pa.Table:
                     {"name": field.name, "type_text": storable_type(field.type, field.name)}
                 )
             )
-    elif isinstance(tree.this, exp.Schema):
-        columns = [_column_def(c) for c in tree.this.expressions]
-    else:
-        raise InvalidRequest("CREATE TABLE needs a column list or AS SELECT.")
-    schema = arrow_schema(columns)
-    rows = _conform(data, schema, None) if data is not None else None
-    _create_managed(ctx, full_name, columns, schema, comment, rows)
-    count = rows.num_rows if rows is not None else 0
+        schema = arrow_schema(columns)
+        count = _create_managed(
+            ctx,
+            full_name,
+            columns,
+            schema,
+            comment,
+            (_conform(pa.Table.from_batches([b]), schema, None) for b in result),
+        )
     return message_table(num_affected_rows=count, num_inserted_rows=count)
 
 
@@ -406,9 +450,12 @@ def _create_managed(
     columns: list[Column],
     schema: pa.Schema,
     comment: str | None,
-    rows: pa.Table | None,
-) -> None:
-    """Register a managed Delta table the way the REST API does, then write ``rows``."""
+    rows: Iterator[pa.Table],
+) -> int:
+    """Register a managed Delta table the way the REST API does, then stream ``rows`` in.
+
+    If anything fails, the table is unregistered and its directory removed.
+    """
     location = ctx.platform.settings.warehouse_dir.joinpath(*full_name.split(".")).resolve()
     ctx.platform.governance.create(
         SecurableType.TABLE,
@@ -429,9 +476,8 @@ def _create_managed(
             shutil.rmtree(location)
         location.mkdir(parents=True)
         table = create_table_if_missing(str(location), schema, name=full_name, description=comment)
-        if rows is not None and rows.num_rows:
-            append(table, rows)
-    except Exception:
+        return _append(table, schema, rows)
+    except BaseException:
         ctx.platform.governance.delete(SecurableType.TABLE, full_name)
         shutil.rmtree(location, ignore_errors=True)
         raise

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,6 +30,7 @@ from bastion.query import commands, ddl, params, runner
 from bastion.query.catalog import CatalogCache
 from bastion.query.context import Context
 from bastion.query.result import StatementResult, result_columns
+from bastion.query.workers import PoolConfig, WorkerPool
 
 MAX_STATEMENT_CHARS = 256 * 1024
 AUDIT_SERVICE = "databrickssql"
@@ -40,8 +43,12 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 class QueryEngine:
     """Runs governed statements for callers; safe to share between threads.
 
-    Statements scanning at least ``native_scan_bytes`` of Parquet read it with DuckDB's own
-    reader in a database allowed only those files (see ``runner``).
+    Governance (parsing, privilege checks, rewriting) happens here, in the calling process;
+    execution happens in a pool of SQL worker processes (``bastion.query.workers``) sized
+    and limited by the platform's settings (``BASTION_SQL_*``), started on first use and
+    stopped by :meth:`close` (or when the engine is garbage-collected, or the process
+    exits). Statements scanning at least ``native_scan_bytes`` of Parquet read it with
+    DuckDB's own reader in a database allowed only those files (see ``sandbox``).
     """
 
     NATIVE_SCAN_BYTES = runner.NATIVE_SCAN_BYTES
@@ -50,23 +57,23 @@ class QueryEngine:
         self,
         platform: Platform,
         *,
-        memory_limit: str = "1GB",
-        threads: int = 2,
         max_rows: int = 100_000,
-        timeout_s: float = 60.0,
+        timeout_s: float | None = None,
         native_scan_bytes: int = NATIVE_SCAN_BYTES,
     ) -> None:
+        settings = platform.settings
         self.platform = platform
-        self.memory_limit = memory_limit
-        self.threads = threads
         self.max_rows = max_rows
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s if timeout_s is not None else settings.sql_statement_timeout_s
+        self.native_scan_bytes = native_scan_bytes
+        self.max_result_bytes = settings.sql_inline_result_bytes
         self.catalog = CatalogCache(platform)
-        self.sandbox = runner.Sandbox(memory_limit, threads, native_scan_bytes=native_scan_bytes)
+        self.pool = WorkerPool(PoolConfig.from_settings(settings))
+        self._finalizer = weakref.finalize(self, self.pool.close)
 
     def close(self) -> None:
-        """Release the DuckDB database (the engine opens it again if used afterwards)."""
-        self.sandbox.close()
+        """Stop the SQL workers (statements still running fail)."""
+        self._finalizer()
 
     def execute(
         self,
@@ -75,18 +82,27 @@ class QueryEngine:
         parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
         *,
         row_limit: int | None = None,
+        byte_limit: int | None = None,
         timeout_s: float | None = None,
         cancel: threading.Event | None = None,
     ) -> StatementResult:
         """Check, rewrite and run one statement as ``caller``; every outcome is audited.
 
+        ``row_limit`` and ``byte_limit`` truncate the result (``truncated``); a result larger
+        than the engine's INLINE cap (``BASTION_SQL_INLINE_RESULT_BYTES``) fails instead.
         Raises ``InvalidRequest`` (unsupported or malformed SQL), ``PermissionDenied``,
-        ``NotFound``, ``DeadlineExceeded`` (past ``timeout_s``), ``StatementCanceled``.
+        ``NotFound``, ``DeadlineExceeded`` (past ``timeout_s``, waiting included),
+        ``StatementCanceled``, ``ResourceExhausted`` (memory or result size).
         """
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
         limits = runner.Limits(
-            sandbox=self.sandbox,
-            memory_limit=self.memory_limit,
-            timeout_s=timeout_s if timeout_s is not None else self.timeout_s,
+            pool=self.pool,
+            principal=caller.principal_id,
+            deadline=time.monotonic() + max(timeout, 0.0),
+            timeout_s=timeout,
+            native_scan_bytes=self.native_scan_bytes,
+            max_bytes=self.max_result_bytes,
+            byte_limit=byte_limit,
         )
         ctx = Context(self.platform, self.catalog, caller, {}, limits, cancel)
         try:
@@ -96,10 +112,12 @@ class QueryEngine:
                 raise InvalidRequest(
                     f"The statement is longer than {MAX_STATEMENT_CHARS} characters."
                 )
-            if limits.timeout_s <= 0:
+            if timeout <= 0:
                 raise InvalidRequest("timeout_s must be positive.")
             if row_limit is not None and row_limit < 0:
                 raise InvalidRequest("row_limit must not be negative.")
+            if byte_limit is not None and byte_limit < 0:
+                raise InvalidRequest("byte_limit must not be negative.")
             ctx.parameters = params.normalize(parameters)
             limit = self.max_rows if row_limit is None else min(row_limit, self.max_rows)
             table, truncated = self._dispatch(ctx, statement, limit)

@@ -54,9 +54,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     observed = Metrics(services.writer)
     engine = QueryEngine(services)
     statement_manager = StatementManager(
-        lambda caller, text, params, limit, cancel: engine.execute(
-            caller, text, params, row_limit=limit, cancel=cancel
-        )
+        lambda caller, text, params, limit, byte_limit, cancel: engine.execute(
+            caller, text, params, row_limit=limit, byte_limit=byte_limit, cancel=cancel
+        ),
+        max_outstanding=services.settings.sql_max_outstanding,
+        max_outstanding_per_principal=services.settings.sql_max_outstanding_per_principal,
+        retained_result_bytes=services.settings.sql_retained_result_bytes,
     )
 
     def log(exchange: Exchange) -> None:
@@ -77,6 +80,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         yield
         await gateway.upstreams.aclose()
         statement_manager.close()
+        engine.close()
         tracer.close()
         serving.stop()
         if owned:

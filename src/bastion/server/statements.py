@@ -1,22 +1,34 @@
-"""Statements of the Statement Execution API: run in a pool, waited on, polled, cancelled."""
+"""Statements of the Statement Execution API: run in threads, waited on, polled, cancelled.
+
+Bounded so that no principal can starve the others or exhaust the server:
+
+- each statement holds a thread while it waits for a SQL worker and runs; a principal may
+  have at most ``max_outstanding_per_principal`` statements running or waiting, and the
+  server ``max_outstanding`` in all (there are that many threads, so the thread pool never
+  queues): past either, ``submit`` raises ``RateLimited`` (429). Who runs next on the SQL
+  workers is the engine's fair scheduler's decision, not this module's;
+- results are kept for polling up to ``retained_result_bytes`` in all: past that the oldest
+  results are released and their statements become ``CLOSED`` (as in Databricks, where a
+  closed statement's result is no longer available).
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from bastion.errors import BastionError, NotFound
+from bastion.errors import BastionError, NotFound, RateLimited
 from bastion.identity.model import Caller
 
-# (caller, statement, parameters, row limit, cancel event) -> a query StatementResult
-Execute = Callable[[Caller, str, Any, int | None, threading.Event], Any]
+# (caller, statement, parameters, row limit, byte limit, cancel event) -> a StatementResult
+Execute = Callable[[Caller, str, Any, int | None, int | None, threading.Event], Any]
 
 
 class StatementState(StrEnum):
@@ -32,25 +44,57 @@ class StatementState(StrEnum):
 class Statement:
     statement_id: str
     principal_id: int
-    text: str
     result_format: str = "JSON_ARRAY"
     state: StatementState = StatementState.PENDING
     result: Any = None
+    result_bytes: int = 0
     error: BastionError | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.monotonic)
+    _callbacks: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from any thread) once the statement is done, or now if it is."""
+        self._callbacks.append(callback)
+        if self.done.is_set():
+            self._finish()
+
+    def _finish(self) -> None:
+        self.done.set()
+        while self._callbacks:
+            try:
+                callback = self._callbacks.pop()
+            except IndexError:  # another thread took the last one
+                return
+            callback()
 
 
 class StatementManager:
     """Keeps the most recent statements (per server) so that clients can poll and cancel."""
 
-    def __init__(self, execute: Execute, *, workers: int = 4, keep: int = 1000) -> None:
+    def __init__(
+        self,
+        execute: Execute,
+        *,
+        max_outstanding: int = 64,
+        max_outstanding_per_principal: int = 8,
+        retained_result_bytes: int = 256 * 1024 * 1024,
+        keep: int = 1000,
+    ) -> None:
         self._execute = execute
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bastion-sql")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max_outstanding, thread_name_prefix="bastion-sql"
+        )
         self._statements: OrderedDict[str, Statement] = OrderedDict()
         self._keep = keep
         self._lock = threading.Lock()
+        self._max_outstanding = max_outstanding
+        self._per_principal = max_outstanding_per_principal
+        self._outstanding: Counter[int] = Counter()
+        self._retained: OrderedDict[str, Statement] = OrderedDict()  # oldest result first
+        self._retained_bytes = 0
+        self._retained_cap = retained_result_bytes
 
     def submit(
         self,
@@ -58,41 +102,99 @@ class StatementManager:
         text: str,
         parameters: Any,
         row_limit: int | None,
-        wait_s: float,
+        byte_limit: int | None = None,
         result_format: str = "JSON_ARRAY",
     ) -> Statement:
-        statement = Statement(uuid.uuid4().hex, caller.principal_id, text, result_format)
+        """Start a statement in the background; ``RateLimited`` when too many are pending."""
+        statement = Statement(uuid.uuid4().hex, caller.principal_id, result_format)
+        principal = caller.principal_id
         with self._lock:
+            mine = self._outstanding[principal]
+            if mine >= self._per_principal:
+                raise RateLimited(
+                    f"You have {mine} SQL statements running or waiting, the most allowed per "
+                    "user; wait for one to finish or cancel one, then retry."
+                )
+            if sum(self._outstanding.values()) >= self._max_outstanding:
+                raise RateLimited(
+                    f"The server is running or queueing {self._max_outstanding} SQL "
+                    "statements, its limit; retry shortly."
+                )
+            self._outstanding[principal] += 1
             self._statements[statement.statement_id] = statement
             while len(self._statements) > self._keep:
-                self._statements.popitem(last=False)
-        self._pool.submit(self._run, statement, caller, parameters, row_limit)
-        statement.done.wait(wait_s)
+                _, dropped = self._statements.popitem(last=False)
+                self._release(dropped)
+        self._pool.submit(self._run, statement, caller, text, parameters, row_limit, byte_limit)
         return statement
 
     def _run(
-        self, statement: Statement, caller: Caller, parameters: Any, limit: int | None
+        self,
+        statement: Statement,
+        caller: Caller,
+        text: str,
+        parameters: Any,
+        row_limit: int | None,
+        byte_limit: int | None,
     ) -> None:
-        if statement.cancel.is_set():
-            statement.state = StatementState.CANCELED
-            statement.done.set()
-            return
-        statement.state = StatementState.RUNNING
         try:
-            statement.result = self._execute(
-                caller, statement.text, parameters, limit, statement.cancel
-            )
-            statement.state = StatementState.SUCCEEDED
-        except BastionError as exc:
-            statement.error = exc
-            statement.state = (
-                StatementState.CANCELED if statement.cancel.is_set() else StatementState.FAILED
-            )
-        except Exception as exc:  # reported to the client as an internal error, not a trace
-            statement.error = BastionError(f"The statement failed: {type(exc).__name__}.")
-            statement.state = StatementState.FAILED
+            if statement.cancel.is_set():
+                statement.state = StatementState.CANCELED
+                return
+            statement.state = StatementState.RUNNING
+            try:
+                result = self._execute(
+                    caller, text, parameters, row_limit, byte_limit, statement.cancel
+                )
+            except BastionError as exc:
+                statement.error = exc
+                statement.state = (
+                    StatementState.CANCELED if statement.cancel.is_set() else StatementState.FAILED
+                )
+                return
+            except Exception as exc:  # reported to the client as an internal error, not a trace
+                statement.error = BastionError(f"The statement failed: {type(exc).__name__}.")
+                statement.state = StatementState.FAILED
+                return
+            self._retain(statement, result)
         finally:
-            statement.done.set()
+            with self._lock:
+                self._outstanding[statement.principal_id] -= 1
+                if self._outstanding[statement.principal_id] <= 0:
+                    del self._outstanding[statement.principal_id]
+            statement._finish()
+
+    # -- retained results -------------------------------------------------------------------
+
+    def _retain(self, statement: Statement, result: Any) -> None:
+        """Keep ``result`` for polling; release the oldest others past the byte budget."""
+        size = int(getattr(getattr(result, "table", None), "nbytes", 0))
+        with self._lock:
+            statement.result = result
+            statement.result_bytes = size
+            statement.state = StatementState.SUCCEEDED
+            if statement.statement_id not in self._statements:
+                statement.result, statement.state = None, StatementState.CLOSED
+                return
+            self._retained[statement.statement_id] = statement
+            self._retained_bytes += size
+            while self._retained_bytes > self._retained_cap and len(self._retained) > 1:
+                oldest = next(iter(self._retained.values()))
+                self._release(oldest)
+                oldest.state = StatementState.CLOSED
+
+    def _release(self, statement: Statement) -> None:
+        """Forget ``statement``'s result (lock held)."""
+        if self._retained.pop(statement.statement_id, None) is not None:
+            self._retained_bytes -= statement.result_bytes
+        statement.result = None
+
+    @property
+    def retained_bytes(self) -> int:
+        with self._lock:
+            return self._retained_bytes
+
+    # -- polling ----------------------------------------------------------------------------
 
     def get(self, caller: Caller, statement_id: str) -> Statement:
         with self._lock:
