@@ -16,6 +16,18 @@ if TYPE_CHECKING:
     from bastion.query.engine import QueryEngine
 
 
+def engine_of(platform: Any) -> QueryEngine:
+    """The platform's one query engine (``platform.query``), created on first use: one pool of
+    SQL workers per process, shared by the Statement Execution API and in-process callers."""
+    engine = getattr(platform, "query", None)
+    if engine is None:
+        from bastion.query.engine import QueryEngine
+
+        engine = QueryEngine(platform)
+        platform.query = engine
+    return engine
+
+
 def __getattr__(name: str) -> Any:
     if name == "QueryEngine":
         from bastion.query.engine import QueryEngine
@@ -30,4 +42,5 @@ __all__ = [
     "ResultColumn",
     "StatementCanceled",
     "StatementResult",
+    "engine_of",
 ]

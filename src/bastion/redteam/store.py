@@ -226,17 +226,13 @@ def ensure_results_view(platform: Platform) -> bool:
     Returns False (and logs) when the SQL engine is unavailable or refuses.
     """
     from bastion.bootstrap import ADMIN_USER
-
-    try:
-        from bastion.query import QueryEngine
-    except ImportError:  # pragma: no cover - the engine ships with the platform
-        return False
+    from bastion.query import engine_of
     admin = platform.identity.find(ADMIN_USER)
     if admin is None:
         return False
     try:
         caller = platform.identity_cache.caller(admin.id)
-        QueryEngine(platform).execute(caller, results_view_sql(payload_tables(platform)))
+        engine_of(platform).execute(caller, results_view_sql(payload_tables(platform)))
     except (BastionError, Exception) as exc:  # the view is a convenience, never fatal
         logger.warning("could not create %s: %s", RESULTS_JOINED, exc)
         return False

@@ -13,7 +13,7 @@ from bastion.observability.inference import InferenceLogger
 from bastion.observability.metrics import Metrics
 from bastion.observability.tracing import tracer_for
 from bastion.platform import Platform
-from bastion.query import QueryEngine
+from bastion.query import engine_of
 from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
 from bastion.server.middleware import RequestContextMiddleware
@@ -52,7 +52,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     inference = InferenceLogger(services)
     tracer = tracer_for(services)
     observed = Metrics(services.writer)
-    engine = QueryEngine(services)
+    engine = engine_of(services)
     statement_manager = StatementManager(
         lambda caller, text, params, limit, byte_limit, cancel: engine.execute(
             caller, text, params, row_limit=limit, byte_limit=byte_limit, cancel=cancel
@@ -81,6 +81,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         await gateway.upstreams.aclose()
         statement_manager.close()
         engine.close()
+        services.query = None  # type: ignore[attr-defined]  # a later app gets a fresh pool
         tracer.close()
         serving.stop()
         if owned:
