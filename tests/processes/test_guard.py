@@ -132,3 +132,22 @@ def test_a_live_servers_children_are_left_alone(tmp_path: Path) -> None:
         os.kill(supervisor.pid, signal.SIGKILL)
         supervisor.wait()
         assert _wait_gone(members) == []
+
+
+def test_killing_the_guard_itself_takes_its_child_down(tmp_path: Path) -> None:
+    supervisor, guard = _start_supervisor(tmp_path / "run")
+    try:
+        members = group_members(guard)
+        os.kill(guard, signal.SIGKILL)
+        shell = [p for p in members if p != guard]
+        # The guard's direct child dies with it (the parent-death signal); the supervisor,
+        # still alive, would restart the worker: nothing may keep the old one's port.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(
+            _alive(p) and _state(p) != "Z" for p in shell[:1]
+        ):
+            time.sleep(0.05)
+        assert not _alive(min(shell))
+    finally:
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()

@@ -32,6 +32,11 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "secrets": ("bastion.cli.registry", "secrets", "Secret scopes and keys (values never shown)."),
     "endpoints": ("bastion.cli.registry", "endpoints", "Serving endpoints and their permissions."),
     "agents": ("bastion.cli.registry", "agents", "Deploy registered models in one call."),
+    "bundle": (
+        "bastion.cli.bundle",
+        "bundle",
+        "Declare models, endpoints, grants and red-team gates in bastion.yml; deploy them.",
+    ),
     "redteam": (
         "bastion.cli.redteam",
         "app",
@@ -115,6 +120,29 @@ def up(
 
         err_console.print(f"[red]Error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
+
+
+@app.command()
+def init(
+    template: Annotated[str, typer.Argument(help="The template: agent.")],
+    directory: Annotated[str | None, typer.Argument(help="A new or empty folder.")] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: the folder).")] = None,
+) -> None:
+    """Start a new project that is governed from its first commit."""
+    from pathlib import Path
+
+    from bastion.bundles.init import create_project
+    from bastion.cli.common import err_console
+    from bastion.errors import BastionError
+
+    folder = Path(directory or template)
+    try:
+        written = create_project(template, folder, name)
+    except BastionError as exc:
+        err_console.print(f"[red]Error:[/red] {exc.message}", highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(f"Created {len(written)} files in {folder}/. Next:")
+    typer.echo(f"  cd {folder} && python -m pytest tests && bastion bundle deploy -t dev")
 
 
 @app.command()

@@ -219,3 +219,27 @@ class ServingEndpointRow(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
     # The principal who last wrote ``config`` (migration 0004); None: the creator.
     config_updated_by: Mapped[int | None] = mapped_column(Integer)
+
+
+class BundleDeploymentRow(Base):
+    """A bundle's deployment to one target: shared state, and a lease-based lock (0005)."""
+
+    __tablename__ = "bundle_deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bundle_name: Mapped[str] = mapped_column(String(128), nullable=False)
+    target_key: Mapped[str] = mapped_column(String(255), nullable=False)
+    owner_id: Mapped[int] = mapped_column(
+        ForeignKey("principals.id", ondelete="CASCADE"), nullable=False
+    )
+    state: Mapped[str] = mapped_column(Text, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    lock_holder: Mapped[str | None] = mapped_column(String(64))
+    lock_principal: Mapped[str | None] = mapped_column(String(255))
+    lock_expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        UniqueConstraint("bundle_name", "target_key", name="uq_bundle_deployments_target"),
+    )

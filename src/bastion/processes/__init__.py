@@ -10,7 +10,9 @@ whole group (the worker and anything the worker started) and exits.
 Why a pipe rather than Linux's parent-death signal: ``PR_SET_PDEATHSIG`` fires when the
 *thread* that forked the child exits, and children are started from request and supervisor
 threads that come and go; it also covers only the direct child. The pipe is tied to the
-process, works on every POSIX system, and the guard extends it to the whole group.
+process, works on every POSIX system, and the guard extends it to the whole group. (The guard
+does set the parent-death signal on its own child — it starts it from its one main thread — so
+a guard killed outright takes its worker along.)
 
 A starting server also reaps what a crashed predecessor left: each child is recorded under
 ``BASTION_HOME/run/`` with its pid, its kernel start time, the boot it started in and a random

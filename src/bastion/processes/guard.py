@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the guard dies (Linux only; else nothing)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
 
 
 def _watch_lifeline(fd: int, stop: threading.Event) -> None:
@@ -51,7 +61,12 @@ def main() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
     threading.Thread(target=_watch_lifeline, args=(args.lifeline, stop), daemon=True).start()
-    child = subprocess.Popen(command, stdin=subprocess.DEVNULL, close_fds=True)
+    # The child also dies if the guard itself is killed outright (SIGKILL leaves it no time
+    # to stop the group): Linux's parent-death signal, safe here because the guard's main
+    # thread, which starts the child, lives exactly as long as the guard.
+    child = subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, close_fds=True, preexec_fn=_die_with_parent
+    )
     while not stop.is_set():
         if child.poll() is not None:
             break

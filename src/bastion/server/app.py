@@ -19,6 +19,7 @@ from bastion.server import errors
 from bastion.server.middleware import RequestContextMiddleware
 from bastion.server.routes import (
     audit,
+    bundles,
     catalogs,
     endpoints,
     health,
@@ -110,6 +111,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         permissions,
         audit,
         redteam,
+        bundles,
         statements,
         registry,
         secrets,
