@@ -31,7 +31,11 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "models": ("bastion.cli.registry", "models", "Registered models, versions and aliases."),
     "secrets": ("bastion.cli.registry", "secrets", "Secret scopes and keys (values never shown)."),
     "endpoints": ("bastion.cli.registry", "endpoints", "Serving endpoints and their permissions."),
-    "agents": ("bastion.cli.registry", "agents", "Deploy registered models in one call."),
+    "agents": (
+        "bastion.cli.registry",
+        "agents",
+        "Deploy registered models; point coding agents at Bastion.",
+    ),
     "bundle": (
         "bastion.cli.bundle",
         "bundle",

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -17,7 +18,10 @@ from bastion.client.serving import ServingClientMixin
 models = typer.Typer(help="Registered models, versions and aliases.", no_args_is_help=True)
 secrets = typer.Typer(help="Secret scopes and keys (values are never shown).", no_args_is_help=True)
 endpoints = typer.Typer(help="Serving endpoints and their permissions.", no_args_is_help=True)
-agents = typer.Typer(help="Deploy registered models in one call.", no_args_is_help=True)
+agents = typer.Typer(
+    help="Deploy registered models; point coding agents (Claude Code, Codex) at Bastion.",
+    no_args_is_help=True,
+)
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -354,3 +358,65 @@ def agents_deploy(
             "created": deployment.created,
         }
     )
+
+
+@agents.command("configure")
+def agents_configure(
+    tool: Annotated[str, typer.Argument(help="claude-code or codex.")],
+    endpoint: Annotated[
+        str | None, typer.Option(help="Serving endpoint the tool uses [default: smollm2].")
+    ] = None,
+    small_endpoint: Annotated[
+        str | None,
+        typer.Option(help="Claude Code: endpoint for Haiku/background requests [default: same]."),
+    ] = None,
+    write: Annotated[
+        bool, typer.Option("--write", help="Write the tool's settings file instead of printing.")
+    ] = False,
+    lifetime_days: Annotated[
+        int, typer.Option(min=1, help="Lifetime of the token minted for the tool.")
+    ] = 90,
+) -> None:
+    """Point Claude Code or Codex at a Bastion endpoint, with a new token that may only query
+    serving endpoints (its traffic is then authorized, rate-limited and logged as yours).
+
+    Prints the settings, or with --write merges them into ~/.claude/settings.json
+    ($CLAUDE_CONFIG_DIR) or ~/.codex/config.toml ($CODEX_HOME), keeping everything else there;
+    the token minted by an earlier configure of the same tool on this machine is revoked.
+    """
+    import platform as host_platform
+
+    from bastion.client import coding_agents as ca
+
+    if tool not in ca.TOOLS:
+        raise typer.BadParameter(f"TOOL must be one of {', '.join(ca.TOOLS)}, not {tool!r}.")
+    name = endpoint or ca.DEFAULT_ENDPOINT
+    target = ca.claude_settings_path() if tool == "claude-code" else ca.codex_config_path()
+    comment = ca.token_comment(tool, host_platform.node() or "this machine")
+    with client() as c:
+        for each in dict.fromkeys(n for n in (name, small_endpoint) if n):
+            c.request("GET", f"/api/2.0/serving-endpoints/{quote(each, safe='')}")  # exists?
+        existing = target.read_text(encoding="utf-8") if write and target.exists() else None
+        minted = c.create_token(
+            lifetime_seconds=lifetime_days * 86400, comment=comment, scopes=[ca.SERVING_SCOPE]
+        )
+        token, token_id = minted["token_value"], minted["token_info"]["token_id"]
+        try:
+            if tool == "claude-code":
+                env = ca.claude_code_env(c.host, token, name, small_endpoint=small_endpoint)
+                text = ca.merge_claude_settings(existing, env)
+            else:
+                text = ca.merge_codex_config(existing, c.host, token, name)
+            if write:
+                ca.write_private(target, text)
+        except BaseException:
+            c.delete_token(token_id)  # nothing written: the new token must not outlive this
+            raise
+        if write:
+            for info in c.list_tokens():
+                if info.get("comment") == comment and info.get("token_id") != token_id:
+                    c.delete_token(info["token_id"])
+    if not write:
+        sys.stdout.write(text)
+        return
+    sys.stderr.write(f"Wrote {target} ({tool} → endpoint {name}, token {token_id}).\n")
