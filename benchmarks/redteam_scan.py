@@ -62,11 +62,18 @@ def scan(host: str, token: str, args: argparse.Namespace) -> Any:
     )
     scan_id = new_scan_id()
     with BastionClient(host, token) as client, RichScanProgress(scan_id) as progress:
+        # The scan's own credential, as `bastion redteam scan` mints it: the gateway tags the
+        # attack requests as this scan's only when they carry it.
+        credential = client.request(
+            "POST",
+            f"/api/2.0/redteam/scans/{scan_id}/credentials",
+            json={"endpoint_name": config.endpoint},
+        )["token_value"]
         started = time.perf_counter()
         report = Scanner(
             config,
             host=host,
-            token=token,
+            token=credential,
             scan_id=scan_id,
             sink=HttpSink(client, scan_id),
             progress=progress,
