@@ -105,7 +105,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     """A real server; a deterministic upstream serving two endpoints (OpenAI-compatible and
     Anthropic); an ordinary user who may query both."""
     home = tmp_path_factory.mktemp("clients")
-    platform = Platform(make_settings(home / "home", f"sqlite:///{home / 'metastore.db'}"))
+    settings = make_settings(
+        home / "home",
+        f"sqlite:///{home / 'metastore.db'}",
+        sql_external_chunk_bytes=16 * 1024,  # several chunks for the connector to fetch
+    )
+    platform = Platform(settings)
     initialize(platform)
     stub = start_stub(REPLY)
     try:

@@ -136,6 +136,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
+    app.include_router(statements.connector_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
     return gateway

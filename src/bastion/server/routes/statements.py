@@ -27,6 +27,7 @@ import lz4.frame
 import orjson
 import pyarrow as pa
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as Path_
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -259,19 +260,26 @@ def _chunk_body(table: pa.Table, result_format: str, closers: int) -> Iterator[b
     yield b"}" * closers
 
 
-def _columns(result: Any) -> dict[str, Any]:
-    return {
-        "column_count": len(result.columns),
-        "columns": [
-            {
-                "name": c.name,
-                "type_text": c.type_text,
-                "type_name": c.type_name,
-                "position": c.position,
-            }
-            for c in result.columns
-        ],
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$", re.IGNORECASE)
+
+
+def _column(column: Any) -> dict[str, Any]:
+    """One ``manifest.schema.columns`` entry; decimals also give ``type_precision`` and
+    ``type_scale``, which clients need to rebuild them."""
+    out: dict[str, Any] = {
+        "name": column.name,
+        "type_text": column.type_text,
+        "type_name": column.type_name,
+        "position": column.position,
     }
+    decimal = _DECIMAL.match(column.type_text)
+    if decimal:
+        out["type_precision"], out["type_scale"] = int(decimal[1]), int(decimal[2])
+    return out
+
+
+def _columns(result: Any) -> dict[str, Any]:
+    return {"column_count": len(result.columns), "columns": [_column(c) for c in result.columns]}
 
 
 def render(statement: Statement, links: ChunkLinks | None = None) -> Response:
@@ -512,3 +520,17 @@ def delete_session(
 ) -> dict[str, Any]:
     sessions(request).close(caller, session_id)
     return {}
+
+
+connector_router = APIRouter(prefix="/api/2.0/connector-service", tags=["databrickssql"])
+
+
+@connector_router.get("/feature-flags/{driver}/{version}", name="connector_feature_flags")
+def feature_flags(
+    driver: str = Path_(max_length=32),
+    version: str = Path_(max_length=64),
+    caller: Caller = Depends(sql_scope),
+) -> dict[str, Any]:
+    """databricks-sql-connector asks for its feature flags when it connects: none are set
+    here (so, among others, its telemetry stays off)."""
+    return {"flags": [], "ttl_seconds": 3600}
