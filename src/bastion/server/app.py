@@ -21,6 +21,7 @@ from bastion.server.routes import (
     audit,
     catalogs,
     endpoints,
+    functions,
     health,
     metrics,
     oidc,
@@ -35,6 +36,7 @@ from bastion.server.routes import (
     tables,
     tokens,
     traces,
+    volumes,
 )
 from bastion.server.sql_sessions import SessionStore
 from bastion.server.statements import StatementManager
@@ -133,6 +135,8 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         endpoints,
         metrics,
         traces,
+        functions,
+        volumes,
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
