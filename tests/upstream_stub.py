@@ -108,9 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text, call = self._turn(body, anthropic)
         if anthropic:
-            self._anthropic(body, text, call, tokens)
+            self._anthropic(body, text, call)
         else:
-            self._openai(body, text, call, tokens)
+            self._openai(body, text, call)
 
     def _turn(self, body: dict[str, Any], anthropic: bool) -> tuple[str, dict[str, Any] | None]:
         """The reply text, or the tool call to make, for this conversation."""
@@ -141,10 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-    def _openai(
-        self, body: dict[str, Any], text: str, call: dict[str, Any] | None, tokens: int
-    ) -> None:
-        usage = {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1}
+    def _openai(self, body: dict[str, Any], text: str, call: dict[str, Any] | None) -> None:
+        usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}  # as ever
         tool_calls = None
         if call is not None:
             tool_calls = [
@@ -188,9 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         ]
         self._sse(events)
 
-    def _anthropic(
-        self, body: dict[str, Any], text: str, call: dict[str, Any] | None, tokens: int
-    ) -> None:
+    def _anthropic(self, body: dict[str, Any], text: str, call: dict[str, Any] | None) -> None:
         content: list[dict[str, Any]] = []
         if text:
             content.append({"type": "text", "text": text})
@@ -211,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
             "content": content,
             "stop_reason": "tool_use" if call is not None else "end_turn",
             "stop_sequence": None,
-            "usage": {"input_tokens": tokens, "output_tokens": 1},
+            "usage": {"input_tokens": 1, "output_tokens": 1},
         }
         if not body.get("stream"):
             self._json(200, message)

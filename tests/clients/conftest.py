@@ -28,8 +28,12 @@ from upstream_stub import StubServer, external_entity, external_model, start_stu
 
 ROOT = Path(__file__).resolve().parents[2]
 NPM_TOOLS = ROOT / ".npm-tools"
-#: The Node clients, pinned: the versions docs/clients.md reports. `.ci/run` installs them.
-NPM_PACKAGES = {"@anthropic-ai/claude-code": "2.1.332", "@openai/codex": "0.171.0"}
+#: The Node clients, pinned (``name@version`` a line): `.ci/run` installs the same file.
+NPM_PACKAGES = dict(
+    line.rsplit("@", 1)
+    for line in (Path(__file__).parent / "npm-packages.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
 RESULTS = ROOT / "build" / "clients-compat.json"
 REPLY = "Bastion-stub says hello"
 USER = "dev@example.com"
