@@ -163,3 +163,30 @@ def test_chunk_links_are_presigned_bound_and_expiring(deployment: Deployment) ->
         assert closed["status"]["state"] == "CLOSED"
     with httpx.Client(timeout=30) as anonymous:
         assert anonymous.get(url).status_code == 400  # the result is gone
+
+
+def test_sessions_belong_to_their_creator(deployment: Deployment) -> None:
+    from conftest import create_user
+
+    _, other = create_user(deployment.server, "sessions-other@example.com")
+    mine = {"Authorization": f"Bearer {deployment.token}"}
+    theirs = {"Authorization": f"Bearer {other}"}
+    with httpx.Client(base_url=deployment.server.url, timeout=30) as client:
+        session = client.post(
+            "/api/2.0/sql/sessions", json={"warehouse_id": "w"}, headers=mine
+        ).json()["session_id"]
+        statement = {"statement": "SELECT 1 AS one", "session_id": session, "wait_timeout": "10s"}
+        used = client.post("/api/2.0/sql/statements", json=statement, headers=mine).json()
+        assert used["status"]["state"] == "SUCCEEDED"
+        stolen = client.post("/api/2.0/sql/statements", json=statement, headers=theirs)
+        assert (
+            stolen.status_code == 404 and stolen.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+        )
+        assert client.delete(f"/api/2.0/sql/sessions/{session}", headers=theirs).status_code == 404
+        assert client.delete(f"/api/2.0/sql/sessions/{session}", headers=mine).status_code == 200
+        closed = client.post("/api/2.0/sql/statements", json=statement, headers=mine)
+        assert closed.status_code == 404
+        elsewhere = client.post(
+            "/api/2.0/sql/sessions", json={"catalog": "hr", "schema": "x"}, headers=mine
+        )
+        assert elsewhere.status_code == 400 and "main.default" in elsewhere.json()["message"]
