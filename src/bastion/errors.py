@@ -107,3 +107,13 @@ class ResourceExhausted(BastionError):
 
     status_code = 429
     error_code = "RESOURCE_EXHAUSTED"
+
+
+class ContextLengthExceeded(InvalidRequest):
+    """A prompt longer than the context window of the model that would answer it.
+
+    ``code`` is what OpenAI-shaped errors carry (OpenAI's own value for this case).
+    """
+
+    error_code = "BAD_REQUEST"
+    code = "context_length_exceeded"

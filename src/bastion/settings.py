@@ -180,6 +180,38 @@ class Settings(BaseSettings):
         description="Total result bytes the Statement Execution API keeps for polling; past it "
         "the oldest results are released and their statements become CLOSED.",
     )
+    # Statement Execution API clients (databricks-sql-connector, databricks-sdk): sessions
+    # and EXTERNAL_LINKS results.
+    sql_external_result_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Largest result an EXTERNAL_LINKS statement may produce (Arrow bytes; "
+        "Databricks allows 100 GiB, Bastion keeps results in memory). A larger one fails "
+        "unless byte_limit truncates it.",
+    )
+    sql_external_chunk_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1,
+        description="About how many Arrow bytes each EXTERNAL_LINKS result chunk holds.",
+    )
+    sql_external_link_ttl_s: int = Field(
+        default=900,
+        ge=1,
+        le=86400,
+        description="How long a presigned EXTERNAL_LINKS chunk URL stays valid (Databricks: "
+        "15 minutes).",
+    )
+    sql_max_sessions_per_principal: int = Field(
+        default=64,
+        ge=1,
+        description="Open SQL sessions (POST /api/2.0/sql/sessions) one principal may hold; "
+        "more are refused with 429.",
+    )
+    sql_session_idle_s: int = Field(
+        default=3600,
+        ge=1,
+        description="A SQL session unused this long is closed.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -74,7 +74,7 @@ def test_a_table_created_first_under_the_predictable_name_is_not_adopted(
         assert rows["result"]["data_array"] == [["0"]]
         denied = _sql(client, "SELECT request FROM main.default.helpdesk_private_payload")
         assert denied["status"]["state"] == "FAILED"
-        assert denied["status"]["error"]["error_code"] == "PERMISSION_DENIED"
+        assert denied["status"]["error"]["bastion_error_code"] == "PERMISSION_DENIED"
 
 
 def test_payload_table_exists_with_the_endpoint_and_belongs_to_its_owner(

@@ -110,7 +110,7 @@ def test_deeply_nested_sql_and_json_are_refused(shared_server: RunningServer) ->
         )
         assert status == 200
         assert payload["status"]["state"] == "FAILED"
-        assert payload["status"]["error"]["error_code"] == "INVALID_PARAMETER_VALUE"
+        assert payload["status"]["error"]["bastion_error_code"] == "INVALID_PARAMETER_VALUE"
         assert "nested" in payload["status"]["error"]["message"]
         status, payload = conn.request("POST", f"{UC}/catalogs", b"[" * 50_000 + b"]" * 50_000)
         assert status == 400 and "error_code" in payload

@@ -237,7 +237,7 @@ def test_update_config_and_delete(api: RunningServer, stubs: tuple[StubServer, S
         assert updated.json()["config"]["config_version"] == 2
         assert router.plan("ep").entities[0].base_url == b.base_url
         tags = admin.patch(f"{EP}/ep/tags", json={"add_tags": [{"key": "k", "value": "v"}]})
-        assert tags.json() == [{"key": "k", "value": "v"}]
+        assert tags.json() == {"tags": [{"key": "k", "value": "v"}]}  # EndpointTags
         assert [e["name"] for e in admin.get(EP).json()["endpoints"]] == ["ep"]
         assert admin.delete(f"{EP}/ep").status_code == 200
         assert admin.get(f"{EP}/ep").status_code == 404

@@ -175,3 +175,40 @@ def test_bad_requests_are_4xx_never_500(smol: RunningServer, user_token: str) ->
         headers={"Authorization": f"Bearer {user_token}"},
     )
     assert raw.status_code == 400 and "error" in raw.json()
+
+
+def test_prompts_past_the_workers_context_are_refused_before_any_call(
+    smol: RunningServer, user_token: str
+) -> None:
+    """The embedded model gets a 2,048-token context: a longer prompt is a 400 in each API's
+    shape, streamed or not (llama.cpp itself would answer a stream with nothing at all)."""
+    long = "Tell me about the rainbow. " * 400  # ~2,400 tokens to SmolLM2's tokenizer
+    oai = openai.OpenAI(base_url=f"{smol.url}/serving-endpoints", api_key=user_token, max_retries=0)
+    claude = anthropic.Anthropic(
+        base_url=f"{smol.url}/serving-endpoints/anthropic", auth_token=user_token, max_retries=0
+    )
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as chat:
+            oai.chat.completions.create(
+                model="smollm2", messages=[{"role": "user", "content": long}], stream=stream
+            )
+        assert chat.value.code == "context_length_exceeded"
+        assert "2048-token context window" in chat.value.message
+        with pytest.raises(openai.BadRequestError):
+            oai.responses.create(model="smollm2", input=long, stream=stream)
+        with pytest.raises(anthropic.BadRequestError) as messages:
+            claude.messages.create(
+                model="smollm2",
+                max_tokens=8,
+                messages=[{"role": "user", "content": long}],
+                stream=stream,
+            )
+        assert messages.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    # count_tokens asks the worker's own tokenizer.
+    short = claude.messages.count_tokens(
+        model="smollm2", messages=[{"role": "user", "content": "Tell me about the rainbow."}]
+    )
+    counted = claude.messages.count_tokens(
+        model="smollm2", messages=[{"role": "user", "content": long}]
+    )
+    assert 0 < short.input_tokens < 20 < 2048 < counted.input_tokens < 4000

@@ -94,7 +94,8 @@ def test_statement_execution_api_shape(server: RunningServer) -> None:
             "/api/2.0/sql/statements", json={"statement": "SELECT * FROM read_parquet('/etc')"}
         ).json()
         assert failed["status"]["state"] == "FAILED"
-        assert failed["status"]["error"]["error_code"] in (
+        assert failed["status"]["error"]["error_code"] == "BAD_REQUEST"  # the SDK's enum
+        assert failed["status"]["error"]["bastion_error_code"] in (
             "PERMISSION_DENIED",
             "INVALID_PARAMETER_VALUE",
         )

@@ -219,7 +219,10 @@ def test_responses_input_items_become_chat_messages() -> None:
     ("extra", "param", "fragment"),
     [
         ({"previous_response_id": "resp_1"}, "previous_response_id", "does not store"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type", "only 'function'"),
+        ({"tools": [{"type": "mcp", "server_url": "u"}]}, "tools[0].type", "remote MCP"),
+        ({"tools": [{"type": "custom", "name": "patch"}]}, "tools[0].type", "'custom' tools"),
+        ({"tools": [{"type": "teleport"}]}, "tools[0].type", "only 'function'"),
+        ({"tool_choice": {"type": "web_search"}}, "tool_choice.type", "cannot be forced"),
         ({"max_output_tokens": 0}, "max_output_tokens", "at least 1"),
         ({"input": [{"type": "item_reference", "id": "x"}]}, "input[0]", "stores no items"),
         ({"input": [{"type": "computer_call"}]}, "input[0].type", "'computer_call'"),
@@ -292,6 +295,80 @@ def test_anthropic_blocks_become_chat_messages() -> None:
     assert not {"thinking", "metadata", "top_k"} & set(upstream)
 
 
+def test_anthropic_mid_conversation_system_messages_stay_or_fold() -> None:
+    """Claude Code sends a system message after the first user turn (beta
+    mid-conversation-system): kept in place, folded first for upstreams that need it."""
+    body = anthropic_body(
+        system="Top.",
+        messages=[
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {
+                "role": "system",
+                "content": [{"type": "text", "text": "Env.", "cache_control": {"type": "x"}}],
+                "output_config": {"effort": "medium"},
+            },
+        ],
+    )
+    request = parse_anthropic_messages(body)
+    assert [m["role"] for m in request.messages] == ["system", "user", "system"]
+    assert request.to_openai()["messages"][2] == {"role": "system", "content": "Env."}
+    folded = request.to_openai(fold_system=True)["messages"]
+    assert folded == [
+        {"role": "system", "content": "Top.\nEnv."},
+        {"role": "user", "content": "hi"},
+    ]
+    # Toward an Anthropic upstream every system message joins the top-level system prompt.
+    anthropic = anthropic_provider.to_anthropic_request(request, model="claude")
+    assert anthropic["system"] == "Top.\nEnv."
+    assert [m["role"] for m in anthropic["messages"]] == ["user"]
+
+
+def test_anthropic_count_tokens_bodies_need_no_max_tokens() -> None:
+    request = parse_anthropic_messages({"model": "ep", "messages": USER}, count_only=True)
+    assert request.messages == USER
+    with pytest.raises(RequestValidationError) as caught:
+        parse_anthropic_messages({"model": "ep", "messages": USER, "stream": True}, count_only=True)
+    assert "Extra inputs are not permitted" in caught.value.message
+
+
+def test_responses_accepts_what_codex_sends_and_drops_hosted_tools() -> None:
+    body = {
+        "model": "ep",
+        "input": [
+            {
+                "type": "message",
+                "id": "msg_1",
+                "role": "developer",
+                "content": [{"type": "input_text", "text": "You are Codex."}],
+            },
+            {
+                "type": "message",
+                "id": "msg_2",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "hi"}],
+            },
+        ],
+        "stream": True,
+        "tool_choice": "auto",
+        "parallel_tool_calls": True,
+        "reasoning": {"summary": "auto"},
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "k",
+        "client_metadata": {"session_id": "s"},
+        "tools": [
+            {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+            {"type": "namespace", "name": "multi_agent_v1", "tools": []},
+            {"type": "web_search", "external_web_access": False},
+            {"type": "web_search"},
+        ],
+    }
+    request = parse_responses(body)
+    assert [t["function"]["name"] for t in request.tools or []] == ["exec_command"]
+    assert request.notes == ["HOSTED_TOOL_DROPPED:namespace", "HOSTED_TOOL_DROPPED:web_search"]
+    assert "client_metadata" not in request.to_openai()
+
+
 @pytest.mark.parametrize(
     ("body", "param", "fragment"),
     [
@@ -299,9 +376,14 @@ def test_anthropic_blocks_become_chat_messages() -> None:
         (anthropic_body(max_tokens=0), "max_tokens", "at least 1"),
         (anthropic_body(max_tokens=10**9), "max_tokens", "more than this endpoint allows"),
         (
-            anthropic_body(messages=[{"role": "system", "content": "x"}]),
+            anthropic_body(messages=[{"role": "developer", "content": "x"}]),
             "messages.0.role",
-            "top-level `system` parameter",
+            "'user', 'assistant' or 'system'",
+        ),
+        (
+            anthropic_body(messages=[{"role": "system", "content": [{"type": "image"}]}]),
+            "messages.0.content.0",
+            "system blocks must be text blocks",
         ),
         (
             anthropic_body(messages=[{"role": "user", "content": [{"type": "audio"}]}]),

@@ -282,7 +282,8 @@ class ServingClientMixin:
         delete: list[str] | None = None,
     ) -> list[dict[str, Any]]:
         body = {"add_tags": _tags(add), "delete_tags": delete or []}
-        return list(self.request("PATCH", f"/api/2.0/serving-endpoints/{_q(name)}/tags", json=body))
+        reply = self.request("PATCH", f"/api/2.0/serving-endpoints/{_q(name)}/tags", json=body)
+        return list(reply["tags"])  # EndpointTags, as Databricks and databricks-sdk have it
 
     def delete_serving_endpoint(self, name: str) -> None:
         self.request("DELETE", f"/api/2.0/serving-endpoints/{_q(name)}")

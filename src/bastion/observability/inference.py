@@ -113,7 +113,7 @@ class InferenceLogger:
             return
         scan_type = exchange.scan_type
         when = datetime.fromtimestamp(exchange.started_wall, UTC)
-        errors: list[str] = []
+        errors: list[str] = list(chat.notes) if chat is not None else []
         request_text = _capped(
             exchange.raw_body.decode("utf-8", errors="replace"), "MAX_REQUEST_SIZE_EXCEEDED", errors
         )

@@ -85,11 +85,13 @@ class QueryEngine:
         byte_limit: int | None = None,
         timeout_s: float | None = None,
         cancel: threading.Event | None = None,
+        max_bytes: int | None = None,
     ) -> StatementResult:
         """Check, rewrite and run one statement as ``caller``; every outcome is audited.
 
         ``row_limit`` and ``byte_limit`` truncate the result (``truncated``); a result larger
-        than the engine's INLINE cap (``BASTION_SQL_INLINE_RESULT_BYTES``) fails instead.
+        than the engine's INLINE cap (``BASTION_SQL_INLINE_RESULT_BYTES``, or ``max_bytes``
+        where given: the EXTERNAL_LINKS cap) fails instead.
         Raises ``InvalidRequest`` (unsupported or malformed SQL), ``PermissionDenied``,
         ``NotFound``, ``DeadlineExceeded`` (past ``timeout_s``, waiting included),
         ``StatementCanceled``, ``ResourceExhausted`` (memory or result size).
@@ -101,7 +103,7 @@ class QueryEngine:
             deadline=time.monotonic() + max(timeout, 0.0),
             timeout_s=timeout,
             native_scan_bytes=self.native_scan_bytes,
-            max_bytes=self.max_result_bytes,
+            max_bytes=self.max_result_bytes if max_bytes is None else max_bytes,
             byte_limit=byte_limit,
         )
         ctx = Context(self.platform, self.catalog, caller, {}, limits, cancel)

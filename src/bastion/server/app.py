@@ -22,6 +22,7 @@ from bastion.server.routes import (
     bundles,
     catalogs,
     endpoints,
+    functions,
     health,
     metrics,
     oidc,
@@ -36,7 +37,9 @@ from bastion.server.routes import (
     tables,
     tokens,
     traces,
+    volumes,
 )
+from bastion.server.sql_sessions import SessionStore
 from bastion.server.statements import StatementManager
 from bastion.serving.control.routing import Upstream
 from bastion.serving.control.service import serving_of
@@ -54,13 +57,26 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     tracer = tracer_for(services)
     observed = Metrics(services.writer)
     engine = engine_of(services)
+    settings = services.settings
     statement_manager = StatementManager(
-        lambda caller, text, params, limit, byte_limit, cancel: engine.execute(
-            caller, text, params, row_limit=limit, byte_limit=byte_limit, cancel=cancel
+        lambda caller, text, params, limit, byte_limit, cancel, external: engine.execute(
+            caller,
+            text,
+            params,
+            row_limit=limit,
+            byte_limit=byte_limit,
+            cancel=cancel,
+            max_bytes=settings.sql_external_result_bytes if external else None,
         ),
-        max_outstanding=services.settings.sql_max_outstanding,
-        max_outstanding_per_principal=services.settings.sql_max_outstanding_per_principal,
-        retained_result_bytes=services.settings.sql_retained_result_bytes,
+        max_outstanding=settings.sql_max_outstanding,
+        max_outstanding_per_principal=settings.sql_max_outstanding_per_principal,
+        retained_result_bytes=settings.sql_retained_result_bytes,
+        chunk_bytes=settings.sql_external_chunk_bytes,
+        link_ttl_s=settings.sql_external_link_ttl_s,
+    )
+    sql_sessions = SessionStore(
+        max_per_principal=settings.sql_max_sessions_per_principal,
+        idle_s=settings.sql_session_idle_s,
     )
 
     def log(exchange: Exchange) -> None:
@@ -99,6 +115,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     app.state.platform = services
     app.state.metrics = observed
     app.state.statements = statement_manager
+    app.state.sql_sessions = sql_sessions
     app.state.tracer = tracer
     errors.install(app)
     for module in (
@@ -120,9 +137,12 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         endpoints,
         metrics,
         traces,
+        functions,
+        volumes,
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
+    app.include_router(statements.connector_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
     return gateway

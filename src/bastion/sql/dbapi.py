@@ -183,7 +183,7 @@ class Cursor:
         state = reply["status"]["state"]
         if state != "SUCCEEDED":
             error = reply["status"].get("error") or {}
-            code = error.get("error_code")
+            code = error.get("bastion_error_code") or error.get("error_code")
             kind = ProgrammingError if code in _PROGRAMMING else OperationalError
             raise kind(error.get("message", f"The statement ended {state}."), code)
         self._load(reply)

@@ -73,6 +73,15 @@ def _name(name: str) -> str:
     return parse_name(SecurableType.SERVING_ENDPOINT, name)
 
 
+def _same_name(name: str, config: EndpointCoreConfig) -> None:
+    """``config.name``, which databricks-sdk sends, may only repeat the endpoint's name."""
+    if config.name is not None and config.name != name:
+        raise InvalidRequest(
+            f"config.name {config.name!r} differs from the endpoint's name {name!r}; leave it "
+            "unset or repeat the name."
+        )
+
+
 def _level(platform: Platform, caller: Caller, record: EndpointRecord) -> Privilege | None:
     node = platform.authorizer.node(SecurableType.SERVING_ENDPOINT, record.name)
     held = platform.authorizer.effective(caller, node)
@@ -147,6 +156,7 @@ def create_endpoint(
     platform = platform_of(request)
     name = _name(body.name)
     request.state.audit_params = {"name": name}
+    _same_name(name, body.config)
     config = validate_core_config(platform, caller, body.config)
     ai_gateway = body.ai_gateway
     if body.rate_limits:  # the legacy top-level field: the same limits, enforced the same way
@@ -213,6 +223,7 @@ def update_config(
     serving = serving_of(platform)
     record = serving.endpoints.get(_name(name))
     level = _require(platform, caller, record, Privilege.CAN_MANAGE)
+    _same_name(record.name, body)
     config = validate_core_config(platform, caller, body)
     owner = endpoint_owner(platform, record)
     check_payload_target(
@@ -250,7 +261,7 @@ def patch_tags(
     name: str,
     body: PatchTags,
     caller: Caller = Depends(authenticated(WRITE)),
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     platform = platform_of(request)
     serving = serving_of(platform)
     record = serving.endpoints.get(_name(name))
@@ -260,7 +271,7 @@ def patch_tags(
         set_tags={t.key: t.value or "" for t in body.add_tags or []},
         delete_tags=body.delete_tags,
     )
-    return [{"key": k, "value": v} for k, v in sorted(record.tags.items())]
+    return {"tags": [{"key": k, "value": v} for k, v in sorted(record.tags.items())]}
 
 
 @router.delete("/api/2.0/serving-endpoints/{name}", name="delete_serving_endpoint")

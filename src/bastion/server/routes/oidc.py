@@ -220,3 +220,42 @@ async def revoke(request: Request) -> Response:
     if session_id is not None:
         platform.identity.end_session(session_id)
     return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+
+def _discovery(request: Request) -> dict[str, Any]:
+    """What this server's OAuth endpoints are (RFC 8414), on the base URL the client called.
+
+    There is no browser (authorization-code) flow, so no ``authorization_endpoint``: the
+    grants are ``client_credentials`` (service principals' machine-to-machine login, as
+    databricks-sdk's ``oauth-m2m`` does it), ``password`` and ``refresh_token``.
+    """
+    base = str(request.base_url).rstrip("/")
+    return {
+        "issuer": f"{base}/oidc",
+        "token_endpoint": f"{base}/oidc/v1/token",
+        "revocation_endpoint": f"{base}/oidc/v1/revoke",
+        "grant_types_supported": ["client_credentials", "password", "refresh_token"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["none"],
+        "response_types_supported": [],
+        "scopes_supported": [ALL_SCOPES, "sql", "serving.serving-endpoints", "offline_access"],
+    }
+
+
+@router.get("/oidc/.well-known/oauth-authorization-server", name="oauth_discovery")
+def oauth_discovery(request: Request) -> dict[str, Any]:
+    return _discovery(request)
+
+
+@router.get("/.well-known/openid-configuration", name="openid_configuration")
+@router.get("/oidc/.well-known/openid-configuration", name="oidc_openid_configuration")
+def openid_configuration(request: Request) -> dict[str, Any]:
+    return _discovery(request)
+
+
+@router.get("/.well-known/databricks-config", name="databricks_host_metadata")
+def host_metadata(request: Request) -> dict[str, Any]:
+    """Databricks' host metadata, which databricks-sdk reads first to find the OAuth
+    discovery document (``{oidc_endpoint}/.well-known/oauth-authorization-server``)."""
+    base = str(request.base_url).rstrip("/")
+    return {"oidc_endpoint": f"{base}/oidc", "workspace_id": "0"}

@@ -86,6 +86,8 @@ class AutoCaptureConfig(_Strict):
 
 
 class EndpointCoreConfig(_Strict):
+    #: The endpoint's name, which databricks-sdk's ``EndpointCoreConfigInput`` may repeat here.
+    name: str | None = Field(default=None, max_length=255)
     served_entities: list[ServedEntityInput] = Field(default_factory=list)
     served_models: list[ServedModelInput] = Field(default_factory=list)
     traffic_config: TrafficConfig | None = None

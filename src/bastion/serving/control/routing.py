@@ -64,6 +64,8 @@ class Upstream:
     #: The URL was written by someone other than an admin: connect only to addresses the
     #: egress policy allows (checked after DNS resolution, on every new connection).
     egress_restricted: bool = False
+    #: The context window Bastion gave the worker, in tokens (None: not known).
+    context_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -341,6 +343,7 @@ class EndpointRouter:
             ready=worker.state == WorkerState.READY,
             worker_key=spec.key,
             runtime="mlflow.pyfunc" if pyfunc else "llama.cpp",
+            context_tokens=spec.context_tokens,
         )
 
     def _external(

@@ -26,6 +26,7 @@ from bastion.errors import (
     PermissionDenied,
     RateLimited,
     Unavailable,
+    UpstreamError,
 )
 from bastion.governance.privileges import Privilege
 from bastion.governance.securables import SecurableType
@@ -41,6 +42,7 @@ from bastion.serving.gateway.guard import (
     with_reply_texts,
     with_request_texts,
 )
+from bastion.serving.gateway.tokens import check_context, count_prompt_tokens
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
 from bastion.serving.guardrails import GuardrailOutcome, GuardrailPolicy, Side, check, mask_pii
 from bastion.serving.limits import RateLimiter
@@ -52,6 +54,7 @@ from bastion.serving.protocols import (
     UpstreamChunkDecoder,
     completion_chunks,
     from_anthropic_message,
+    parse_anthropic_messages,
     parse_request,
     render_error,
     render_reply,
@@ -64,6 +67,13 @@ QUERY_SCOPES = ("serving.serving-endpoints", "model-serving")
 MAX_BODY = 16 * 1024 * 1024
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+ANTHROPIC = "/anthropic"
+ANTHROPIC_BASES = frozenset({ANTHROPIC, ANTHROPIC + "/", ANTHROPIC + "/v1", ANTHROPIC + "/v1/"})
+ANTHROPIC_MODELS = ANTHROPIC + "/v1/models"
+EMPTY_STREAM = (
+    "The model server ended its stream without any output or finish reason (llama.cpp does "
+    "this when the prompt exceeds the model's context window)."
+)
 
 
 class Router(Protocol):
@@ -139,8 +149,21 @@ class Gateway:
         elif method == "POST" and route.endswith("/invocations") and route.count("/") == 2:
             endpoint = route.split("/")[1]
             await self._query(ClientApi.INVOCATIONS, endpoint, scope, receive, send)
+        elif method == "POST" and route in (
+            "/anthropic/v1/messages/count_tokens",
+            "/anthropic/messages/count_tokens",
+        ):
+            await self._count_tokens(scope, receive, send)
         elif method == "GET" and route in ("/models", "/v1/models"):
             await self._models(scope, send)
+        elif method == "GET" and (
+            route == ANTHROPIC_MODELS or route.startswith(ANTHROPIC_MODELS + "/")
+        ):
+            await self._anthropic_models(route[len(ANTHROPIC_MODELS) + 1 :], scope, send)
+        elif method == "HEAD" and route in ANTHROPIC_BASES:
+            # Claude Code's reachability probe of ANTHROPIC_BASE_URL: says nothing but "here".
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
         else:
             await self.control_plane(scope, receive, send)
 
@@ -384,13 +407,15 @@ class Gateway:
         ]
 
     async def _call(self, entity: Upstream, chat: ChatRequest, traceparent: str) -> dict[str, Any]:
+        await check_context(self.upstreams, entity, chat)
         if entity.kind == "anthropic":
             body = to_anthropic_request(chat, model=entity.upstream_model)
             body["stream"] = False
             return from_anthropic_message(await self.upstreams.complete(entity, body, traceparent))
-        return await self.upstreams.complete(
-            entity, chat.to_openai(model=entity.upstream_model, stream_usage=False), traceparent
+        body = chat.to_openai(
+            model=entity.upstream_model, stream_usage=False, fold_system=entity.kind == "worker"
         )
+        return await self.upstreams.complete(entity, body, traceparent)
 
     async def _complete(
         self, exchange: Exchange, chat: ChatRequest, plan: RoutePlan, send: Send
@@ -442,11 +467,16 @@ class Gateway:
         for entity in self._order(plan):
             attempt = exchange.attempt(entity)
             try:
+                await check_context(self.upstreams, entity, chat)
                 if entity.kind == "anthropic":
                     body = to_anthropic_request(chat, model=entity.upstream_model)
                     body["stream"] = True
                 else:
-                    body = chat.to_openai(model=entity.upstream_model, stream_usage=True)
+                    body = chat.to_openai(
+                        model=entity.upstream_model,
+                        stream_usage=True,
+                        fold_system=entity.kind == "worker",
+                    )
                 chunks = await self.upstreams.stream(entity, body, exchange.traceparent(attempt))
             except RetryableUpstreamError as error:
                 self._ended(exchange, attempt, error)
@@ -474,8 +504,45 @@ class Gateway:
         send: Send,
     ) -> None:
         """Translate upstream chat-completion chunks, as they arrive, into the client's
-        stream."""
+        stream.
+
+        The response starts with the first upstream chunk, so an upstream stream that ends
+        before sending any is answered as a plain error in the API's shape; one that ends
+        with no output and no finish reason is an error event in the client's stream format.
+        Either is logged as the error it is, never as a normal stop.
+        """
         translator = stream_translator(chat)
+        started = False
+        waited = time.perf_counter()
+        try:
+            async for batch in batches:
+                exchange.upstream_s += time.perf_counter() - waited
+                if batch and not started:
+                    started = True
+                    await self._start_stream(exchange, translator, send)
+                out = bytearray()
+                for chunk in batch:
+                    out += translator.feed(chunk)
+                if out:
+                    await _send_body(send, bytes(out))
+                waited = time.perf_counter()
+            if translator.accumulator.empty:
+                raise UpstreamError(EMPTY_STREAM)
+            closing = translator.finish()
+        except BastionError as error:
+            if not started:
+                await self._fail(exchange, send, error)
+                return
+            exchange.status, exchange.error = error.status_code, error.message
+            closing = translator.error(error)
+        usage = translator.usage
+        exchange.input_tokens, exchange.output_tokens = usage.input_tokens, usage.output_tokens
+        exchange.response = translator.completion()
+        exchange.finished = time.perf_counter()
+        self._record(exchange)  # before the closing events, which end the client's read
+        await send({"type": "http.response.body", "body": closing, "more_body": False})
+
+    async def _start_stream(self, exchange: Exchange, translator: Any, send: Send) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -486,35 +553,68 @@ class Gateway:
         start: Callable[[], bytes] | None = getattr(translator, "start", None)
         if start is not None:
             await _send_body(send, start())
-        waited = time.perf_counter()
-        try:
-            async for batch in batches:
-                exchange.upstream_s += time.perf_counter() - waited
-                out = bytearray()
-                for chunk in batch:
-                    out += translator.feed(chunk)
-                if out:
-                    await _send_body(send, bytes(out))
-                waited = time.perf_counter()
-            closing = translator.finish()
-        except BastionError as error:
-            exchange.status, exchange.error = 502, error.message
-            closing = translator.error(error)
-        usage = translator.usage
-        exchange.input_tokens, exchange.output_tokens = usage.input_tokens, usage.output_tokens
-        exchange.response = translator.completion()
-        exchange.finished = time.perf_counter()
-        self._record(exchange)  # before the closing events, which end the client's read
-        await send({"type": "http.response.body", "body": closing, "more_body": False})
 
-    async def _models(self, scope: Scope, send: Send) -> None:
+    # -- Anthropic extras -------------------------------------------------------------------
+
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /anthropic/v1/messages/count_tokens``: the prompt's tokens as the model
+        serving the endpoint counts them (see :mod:`bastion.serving.gateway.tokens`)."""
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
+            body = await self._read_body(receive)
             caller = self._authenticate(headers)
+            chat = parse_anthropic_messages(body, count_only=True)
+            try:
+                plan = self.router.plan(chat.model)
+            except NotFound:
+                raise NotFound(f"The serving endpoint '{chat.model}' does not exist.") from None
+            self.platform.authorizer.require(
+                caller, Privilege.CAN_QUERY, SecurableType.SERVING_ENDPOINT, chat.model
+            )
+            entities = self._order(plan)
+            if not entities:
+                raise Unavailable(f"The serving endpoint '{chat.model}' serves nothing.")
+            count = await count_prompt_tokens(self.upstreams, entities[0], chat)
         except BastionError as error:
-            status, payload = render_error(ClientApi.CHAT_COMPLETIONS, error)
+            status, payload = render_error(ClientApi.ANTHROPIC_MESSAGES, error)
             await self._respond(send, status, payload, [])
             return
+        await self._respond(send, 200, orjson.dumps({"input_tokens": count}), [])
+
+    async def _anthropic_models(self, model_id: str, scope: Scope, send: Send) -> None:
+        """``GET /anthropic/v1/models[/{id}]`` in Anthropic's shape: the endpoints the caller
+        may query."""
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            names = self._queryable(self._authenticate(headers))
+            if model_id and model_id not in names:
+                raise NotFound(f"model: {model_id}")
+        except BastionError as error:
+            status, payload = render_error(ClientApi.ANTHROPIC_MESSAGES, error)
+            await self._respond(send, status, payload, [])
+            return
+
+        def model(name: str) -> Json:
+            return {
+                "type": "model",
+                "id": name,
+                "display_name": name,
+                "created_at": "1970-01-01T00:00:00Z",
+            }
+
+        if model_id:
+            body: Json = model(model_id)
+        else:
+            body = {
+                "data": [model(n) for n in names],
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        await self._respond(send, 200, orjson.dumps(body), [])
+
+    def _queryable(self, caller: Caller) -> list[str]:
+        """The endpoints ``caller`` may query."""
         authorizer = self.platform.authorizer
         names = []
         for name in self.router.endpoint_names():
@@ -524,6 +624,17 @@ class Gateway:
                 continue
             if Privilege.CAN_QUERY in authorizer.effective(caller, node):
                 names.append(name)
+        return names
+
+    async def _models(self, scope: Scope, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            caller = self._authenticate(headers)
+        except BastionError as error:
+            status, payload = render_error(ClientApi.CHAT_COMPLETIONS, error)
+            await self._respond(send, status, payload, [])
+            return
+        names = self._queryable(caller)
         body = {
             "object": "list",
             "data": [

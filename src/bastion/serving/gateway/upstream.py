@@ -35,6 +35,12 @@ def _url(kind: str, base_url: str) -> Url:
     return Url.parse(url)
 
 
+def _root(base_url: str) -> str:
+    """An OpenAI-style base URL (``http://host:port/v1``) without its ``/v1``."""
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
 def _headers(target: Upstream, traceparent: str | None) -> dict[str, str]:
     headers = {"content-type": "application/json"}
     if traceparent:
@@ -115,6 +121,47 @@ class UpstreamClient:
             raise RetryableUpstreamError(
                 "The model server sent a reply that is not JSON."
             ) from None
+        return reply
+
+    async def count_tokens(self, target: Upstream, text: str) -> int:
+        """The number of tokens ``text`` is to a llama.cpp worker's own tokenizer
+        (llama-cpp-python's ``POST /extras/tokenize/count``)."""
+        body = {"input": text, "model": target.upstream_model}
+        reply = await self._post_json(
+            _root(target.base_url) + "/extras/tokenize/count", target, body
+        )
+        count = reply.get("count")
+        if not isinstance(count, int):
+            raise UpstreamError("The model server's tokenizer sent no count.")
+        return count
+
+    async def count_anthropic_tokens(self, target: Upstream, body: dict[str, Any]) -> int:
+        """An Anthropic upstream's own count (``POST /v1/messages/count_tokens``)."""
+        base = target.base_url.rstrip("/")
+        url = (
+            f"{base}/messages/count_tokens"
+            if base.endswith("/v1")
+            else f"{base}/v1/messages/count_tokens"
+        )
+        reply = await self._post_json(url, target, body)
+        count = reply.get("input_tokens")
+        if not isinstance(count, int):
+            raise UpstreamError("The model provider sent no token count.")
+        return count
+
+    async def _post_json(self, url: str, target: Upstream, body: dict[str, Any]) -> dict[str, Any]:
+        with _starting():
+            response = await self._pool_for(target).request(
+                Url.parse(url), orjson.dumps(body), _headers(target, None), timeout=target.timeout_s
+            )
+        if response.status >= 400:
+            raise _failure(response.status, response.body.decode(errors="replace"))
+        try:
+            reply = orjson.loads(response.body)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("The model server sent a reply that is not JSON.") from None
+        if not isinstance(reply, dict):
+            raise UpstreamError("The model server sent a reply that is not a JSON object.")
         return reply
 
     async def stream(

@@ -3,7 +3,10 @@
 Content blocks map onto chat messages: ``tool_use`` blocks become an assistant message's
 ``tool_calls``; each ``tool_result`` block becomes a ``tool`` message (sent before the rest of
 its user turn); images become ``image_url`` parts. ``thinking`` blocks from earlier turns are
-dropped, because a chat-completions upstream cannot take them back.
+dropped, because a chat-completions upstream cannot take them back. A ``system`` message
+inside ``messages`` (Anthropic's mid-conversation system messages, which Claude Code sends)
+stays a system message at its place; upstreams that cannot take one there get it folded into
+the leading system prompt (:meth:`ChatRequest.to_openai` ``fold_system``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ _HANDLED = frozenset(
     | {"top_p", "tools", "tool_choice", "mcp_servers"}
 )
 KNOWN_PARAMS = IGNORED_PARAMS | GOVERNANCE_PARAMS | _HANDLED
+#: What ``/v1/messages/count_tokens`` takes: the prompt, its tools and settings, no sampling.
+COUNT_PARAMS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "mcp_servers", "thinking"}
+    | {"context_management", "output_config"}
+)
 _EXTRA = "{key}: Extra inputs are not permitted"
 
 #: Chat-completions ``finish_reason`` -> Anthropic ``stop_reason``.
@@ -55,12 +63,16 @@ STOP_REASONS = {
 
 
 def parse_anthropic_messages(
-    body: bytes | str | Mapping[str, Any], *, max_tokens_cap: int | None = None
+    body: bytes | str | Mapping[str, Any],
+    *,
+    max_tokens_cap: int | None = None,
+    count_only: bool = False,
 ) -> ChatRequest:
     """Validate a ``POST /serving-endpoints/anthropic/v1/messages`` body.
 
     ``max_tokens`` is required, as in Anthropic's API; unknown fields are rejected with
-    Anthropic's "Extra inputs are not permitted".
+    Anthropic's "Extra inputs are not permitted". ``count_only`` validates a
+    ``/v1/messages/count_tokens`` body instead: no ``max_tokens``, ``stream`` or sampling.
 
     >>> req = parse_anthropic_messages(
     ...     b'{"model": "claude", "max_tokens": 64, "system": "Be brief.",'
@@ -69,9 +81,11 @@ def parse_anthropic_messages(
     ([{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hi'}], 64)
     """
     data = load_body(body)
-    reject_unknown(data, KNOWN_PARAMS, _EXTRA)
+    reject_unknown(data, COUNT_PARAMS if count_only else KNOWN_PARAMS, _EXTRA)
     model = require_str(data, "model")
-    if "max_tokens" not in data:
+    if count_only:
+        data = {**data, "max_tokens": 1}
+    elif "max_tokens" not in data:
         raise missing("max_tokens")
     if data.get("mcp_servers"):
         raise RequestValidationError(
@@ -105,22 +119,22 @@ def parse_anthropic_messages(
     return request
 
 
-def _system_to_chat(system: Any) -> list[Json]:
+def _system_to_chat(system: Any, where: str = "system") -> list[Json]:
     if system is None:
         return []
     if isinstance(system, str):
         return [{"role": "system", "content": system}] if system else []
     if not isinstance(system, list):
-        raise invalid_type("system", "a string or an array of text blocks", system)
+        raise invalid_type(where, "a string or an array of text blocks", system)
     texts = []
     for i, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise RequestValidationError(
-                f"system.{i}: system blocks must be text blocks.", param=f"system.{i}"
+                f"{where}.{i}: system blocks must be text blocks.", param=f"{where}.{i}"
             )
         text = block.get("text")
         if not isinstance(text, str):
-            raise missing(f"system.{i}.text")
+            raise missing(f"{where}.{i}.text")
         texts.append(text)
     return [{"role": "system", "content": "\n".join(texts)}] if texts else []
 
@@ -138,19 +152,17 @@ def _messages_to_chat(messages: Any) -> list[Json]:
         if not isinstance(message, dict):
             raise invalid_type(where, "an object", message)
         role = message.get("role")
-        if role not in ("user", "assistant"):
-            hint = (
-                ' The Messages API accepts a top-level `system` parameter, not "system" as '
-                "an input message role."
-                if role == "system"
-                else ""
-            )
+        if role not in ("user", "assistant", "system"):
             raise RequestValidationError(
-                f"{where}.role: Input should be 'user' or 'assistant'; got {role!r}.{hint}",
+                f"{where}.role: Input should be 'user', 'assistant' or 'system'; got {role!r}.",
                 param=f"{where}.role",
             )
         content = message.get("content")
-        if isinstance(content, str):
+        if role == "system":
+            # A mid-conversation system message: text only, kept at its place.
+            texts = _system_to_chat(content, where=f"{where}.content")
+            out.extend(texts or [{"role": "system", "content": ""}])
+        elif isinstance(content, str):
             out.append({"role": role, "content": content})
         elif isinstance(content, list):
             if role == "user":

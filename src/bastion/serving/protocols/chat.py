@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import orjson
+
 Json = dict[str, Any]
 
 
@@ -57,15 +59,23 @@ class ChatRequest:
     #: Request fields the client API echoes back in its response (Responses: instructions,
     #: metadata, tools as sent, ...).
     echo: Json = field(default_factory=dict)
+    #: What the gateway changed about the request on its way upstream (a hosted tool it
+    #: dropped, ...): short codes, logged with the payload row (``logging_error_codes``).
+    notes: list[str] = field(default_factory=list)
 
-    def to_openai(self, *, model: str | None = None, stream_usage: bool = True) -> Json:
+    def to_openai(
+        self, *, model: str | None = None, stream_usage: bool = True, fold_system: bool = False
+    ) -> Json:
         """The body to POST to an OpenAI-compatible upstream's ``/v1/chat/completions``.
 
         ``model`` is the upstream's model name (defaults to the name the client used).
         Streams always ask for usage (``stream_options.include_usage``) so that tokens can be
         counted and logged; translators drop it again where the client did not ask for it.
+        ``fold_system`` joins every system message into one leading system message, for
+        upstreams whose chat template takes a system prompt only first (llama.cpp workers).
         """
-        body: Json = {"model": self.model if model is None else model, "messages": self.messages}
+        messages = fold_system_messages(self.messages) if fold_system else self.messages
+        body: Json = {"model": self.model if model is None else model, "messages": messages}
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
         if self.temperature is not None:
@@ -129,6 +139,45 @@ class Usage:
         if self.reasoning_tokens:
             usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return usage
+
+
+def fold_system_messages(messages: list[Json]) -> list[Json]:
+    """``messages`` with every ``system``/``developer`` message joined (by a newline, in
+    order) into one leading system message; the list itself when that is already so.
+
+    >>> fold_system_messages([{"role": "user", "content": "hi"},
+    ...                       {"role": "system", "content": "Be brief."}])
+    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'hi'}]
+    """
+    late = False
+    seen_other = False
+    for message in messages:
+        if message.get("role") in ("system", "developer"):
+            late = late or seen_other
+        else:
+            seen_other = True
+    leading = sum(1 for m in messages if m.get("role") in ("system", "developer"))
+    if not late and leading <= 1:
+        return messages
+    texts = [
+        message_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+    ]
+    rest = [m for m in messages if m.get("role") not in ("system", "developer")]
+    return [{"role": "system", "content": "\n".join(t for t in texts if t)}, *rest]
+
+
+def prompt_text(request: ChatRequest) -> str:
+    """Every text the model reads of ``request``: message contents, tool-call arguments and
+    tool definitions, joined by newlines (for counting tokens)."""
+    parts: list[str] = []
+    for message in request.messages:
+        parts.append(message_text(message.get("content")))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            parts.append(f"{function.get('name') or ''} {function.get('arguments') or ''}")
+    if request.tools:
+        parts.append(orjson.dumps(request.tools).decode())
+    return "\n".join(parts)
 
 
 def new_id(prefix: str) -> str:

@@ -37,8 +37,28 @@ from bastion.serving.protocols.validation import (
 IGNORED_PARAMS = frozenset(
     {"user", "store", "service_tier", "prompt_cache_key", "safety_identifier", "reasoning"}
     | {"truncation", "include", "max_tool_calls", "top_logprobs", "stream_options"}
-    | {"prompt_cache_retention"}
+    | {"prompt_cache_retention", "client_metadata", "context_management"}
 )
+
+#: Hosted tools: run by OpenAI's servers, so no upstream here can run them. Those the model
+#: merely *may* use are dropped (the request means the same without them; the payload row
+#: notes it); those whose absence would change what the client asked for are refused.
+DROPPED_TOOLS = frozenset(
+    {"web_search", "web_search_preview", "web_search_2025_08_26"}
+    | {"web_search_preview_2025_03_11", "file_search", "code_interpreter"}
+    | {"image_generation", "computer_use_preview", "computer_use", "namespace", "tool_search"}
+)
+REFUSED_TOOLS = {
+    "mcp": "remote MCP servers are not connected to by this gateway; run the MCP client "
+    "yourself and send its tools as 'function' tools",
+    "local_shell": "'local_shell' calls have no chat-completions form; define the shell as a "
+    "'function' tool",
+    "custom": "free-form 'custom' tools have no chat-completions form; define a 'function' "
+    "tool with a string parameter instead",
+    "apply_patch": "'apply_patch' calls have no chat-completions form; define it as a "
+    "'function' tool",
+    "shell": "'shell' calls have no chat-completions form; define the shell as a 'function' tool",
+}
 _STATEFUL = {
     "previous_response_id": "'previous_response_id' is not supported: this gateway does not "
     "store responses. Send the whole conversation in 'input'.",
@@ -94,7 +114,7 @@ def responses_request_from_dict(
     messages = validate_messages(messages, "input")
 
     raw_tools = data.get("tools")
-    tools = _tools_to_chat(raw_tools)
+    tools, dropped = _tools_to_chat(raw_tools)
     raw_choice = data.get("tool_choice")
     max_tokens = data.get("max_output_tokens")
     request = ChatRequest(
@@ -111,6 +131,7 @@ def responses_request_from_dict(
         tools=tools,
         tool_choice=_tool_choice_to_chat(raw_choice, tools),
         parallel_tool_calls=optional_bool(data, "parallel_tool_calls"),
+        notes=[f"HOSTED_TOOL_DROPPED:{kind}" for kind in dropped],
     )
     text = data.get("text")
     if text is not None:
@@ -249,20 +270,27 @@ def _content_to_chat(content: Any, where: str) -> str | list[Json]:
     return parts
 
 
-def _tools_to_chat(tools: Any) -> list[Json] | None:
+def _tools_to_chat(tools: Any) -> tuple[list[Json] | None, list[str]]:
+    """The ``function`` tools as chat tools, and the hosted tool types that were dropped."""
     if tools is None:
-        return None
+        return None, []
     if not isinstance(tools, list):
         raise invalid_type("tools", "an array", tools)
     out: list[Json] = []
+    dropped: list[str] = []
     for i, tool in enumerate(tools):
         where = f"tools[{i}]"
         if not isinstance(tool, dict):
             raise invalid_type(where, "an object", tool)
-        if tool.get("type") != "function":
+        kind = tool.get("type")
+        if kind in DROPPED_TOOLS:
+            if kind not in dropped:
+                dropped.append(str(kind))
+            continue
+        if kind != "function":
+            reason = REFUSED_TOOLS.get(str(kind), "only 'function' tools are supported")
             raise RequestValidationError(
-                f"Invalid value for '{where}.type': {tool.get('type')!r}; only 'function' tools "
-                "are supported (hosted tools such as web search run only on OpenAI).",
+                f"Invalid value for '{where}.type': {kind!r}; {reason}.",
                 param=f"{where}.type",
                 code="invalid_value",
             )
@@ -278,12 +306,19 @@ def _tools_to_chat(tools: Any) -> list[Json] | None:
                 f"{where}.parameters", "a JSON Schema object", function["parameters"]
             )
         out.append({"type": "function", "function": function})
-    return out or None
+    return out or None, dropped
 
 
 def _tool_choice_to_chat(choice: Any, tools: list[Json] | None) -> str | Json | None:
     if choice is None or choice in ("none", "auto", "required"):
         return choice
+    if isinstance(choice, dict) and choice.get("type") in DROPPED_TOOLS | REFUSED_TOOLS.keys():
+        raise RequestValidationError(
+            f"Invalid 'tool_choice': {choice.get('type')!r} is a tool hosted by OpenAI, which "
+            "this gateway cannot run; it cannot be forced.",
+            param="tool_choice.type",
+            code="invalid_value",
+        )
     if isinstance(choice, dict) and choice.get("type") == "function":
         name = choice.get("name")
         if not any(tool["function"]["name"] == name for tool in tools or ()):

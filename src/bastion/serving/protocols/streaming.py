@@ -110,6 +110,11 @@ class StreamAccumulator:
         return "".join(self._text)
 
     @property
+    def empty(self) -> bool:
+        """No content, refusal or tool call, and no finish reason: the stream said nothing."""
+        return not (self._text or self._refusal or self.tool_calls or self.finish_reason)
+
+    @property
     def usage(self) -> Usage:
         """The upstream's usage, or an estimate when it sent none (llama.cpp's server ignores
         ``stream_options.include_usage``): one output token per streamed delta, as servers

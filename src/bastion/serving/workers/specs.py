@@ -8,13 +8,16 @@ from pathlib import Path
 
 from bastion.serving.workers.supervisor import WorkerSpec
 
+#: The context window each llama.cpp worker gets (``--n_ctx``), in tokens.
+LLAMA_CONTEXT_TOKENS = 2048
+
 
 def llama_cpp_spec(
     key: str,
     gguf: Path,
     upstream_model: str,
     *,
-    n_ctx: int = 2048,
+    n_ctx: int = LLAMA_CONTEXT_TOKENS,
     n_threads: int | None = None,
 ) -> WorkerSpec:
     """llama-cpp-python's own OpenAI-compatible server on one GGUF file."""
@@ -39,6 +42,7 @@ def llama_cpp_spec(
             str(threads),
         ),
         upstream_model=upstream_model,
+        context_tokens=n_ctx,
     )
 
 

@@ -55,6 +55,9 @@ class WorkerSpec:
     api_prefix: str = "/v1"
     env: tuple[tuple[str, str], ...] = ()
     startup_timeout_s: float = 180.0
+    #: The context window Bastion gives the worker (llama.cpp's ``--n_ctx``), if it sets one:
+    #: the gateway checks prompts against it before calling.
+    context_tokens: int | None = None
 
 
 @dataclass
