@@ -32,6 +32,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
     "secrets": ("bastion.cli.registry", "secrets", "Secret scopes and keys (values never shown)."),
     "endpoints": ("bastion.cli.registry", "endpoints", "Serving endpoints and their permissions."),
     "agents": ("bastion.cli.registry", "agents", "Deploy registered models in one call."),
+    "apps": ("bastion.cli.apps", "apps", "Apps behind Bastion's sign-in: deploy, start, logs."),
     "redteam": (
         "bastion.cli.redteam",
         "app",

@@ -227,6 +227,7 @@ def ensure_results_view(platform: Platform) -> bool:
     """
     from bastion.bootstrap import ADMIN_USER
     from bastion.query import engine_of
+
     admin = platform.identity.find(ADMIN_USER)
     if admin is None:
         return False

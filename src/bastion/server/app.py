@@ -1,4 +1,5 @@
-"""The application factory: the gateway's data plane in front of the FastAPI control plane."""
+"""The application factory: the app proxy, then the gateway's data plane, in front of the
+FastAPI control plane."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from bastion.apps import apps_of
 from bastion.observability.exchange import Exchange
 from bastion.observability.inference import InferenceLogger
 from bastion.observability.metrics import Metrics
@@ -17,11 +19,14 @@ from bastion.query import engine_of
 from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
 from bastion.server.middleware import RequestContextMiddleware
+from bastion.server.proxy import AppProxy
 from bastion.server.routes import (
+    apps,
     audit,
     catalogs,
     endpoints,
     health,
+    login,
     metrics,
     oidc,
     permissions,
@@ -36,6 +41,7 @@ from bastion.server.routes import (
     tokens,
     traces,
 )
+from bastion.server.sessions import sessions_of
 from bastion.server.statements import StatementManager
 from bastion.serving.control.routing import Upstream
 from bastion.serving.control.service import serving_of
@@ -53,6 +59,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     tracer = tracer_for(services)
     observed = Metrics(services.writer)
     engine = engine_of(services)
+    app_control = apps_of(services)
     statement_manager = StatementManager(
         lambda caller, text, params, limit, byte_limit, cancel: engine.execute(
             caller, text, params, row_limit=limit, byte_limit=byte_limit, cancel=cancel
@@ -72,12 +79,16 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
             serving.supervisor.notify_failure(entity.worker_key)
 
     gateway: Gateway
+    proxy: AppProxy
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.start()
         serving.start()
+        app_control.start()
         yield
+        await proxy.aclose()
+        app_control.stop()
         await gateway.upstreams.aclose()
         statement_manager.close()
         engine.close()
@@ -118,9 +129,13 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         endpoints,
         metrics,
         traces,
+        apps,
+        login,
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
-    return gateway
+    # The app proxy in front: /apps/<name>/ is answered before anything else is parsed.
+    proxy = AppProxy(gateway, services, app_control, sessions_of(services))
+    return proxy
