@@ -391,7 +391,6 @@ class AppsControl:
             "STREAMLIT_SERVER_ENABLE_CORS": "false",
             "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false",
             "STREAMLIT_SERVER_FILE_WATCHER_TYPE": "none",
-            "STREAMLIT_SERVER_BASE_URL_PATH": f"{PROXY_PREFIX}/{record.name}",
             "GRADIO_SERVER_NAME": "127.0.0.1",
             "GRADIO_SERVER_PORT": str(port),
         }

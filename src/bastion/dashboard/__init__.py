@@ -13,6 +13,13 @@ from pathlib import Path
 #: The folder deployed as the app (it holds ``app.yaml`` and the Streamlit entry point).
 APP_DIR = Path(__file__).resolve().parent / "app"
 NAME = "dashboard"
+USABLE_BY = "users"
 #: What the dashboard's forwarded tokens may do: SQL, reading endpoints, scans and the audit
 #: API. Nothing else — not tokens, not grants.
-USER_API_SCOPES = ["sql", "serving.serving-endpoints", "redteam", "catalog.tables:read"]
+USER_API_SCOPES = [
+    "sql",
+    "serving.serving-endpoints",
+    "redteam",
+    "catalog.tables:read",
+    "catalog.models:read",
+]
