@@ -176,9 +176,7 @@ def test_deploy_runs_the_app_with_its_identity_secrets_and_a_clean_environment(
 
         status = admin.get("/api/2.0/bastion/status").json()
         listed = [p for p in status["processes"] if p["kind"] == "app" and p["key"] == "echo"]
-        assert (
-            listed and listed[0]["state"] == "RUNNING" and listed[0]["pid"] == env["pid"]
-        ) or listed
+        assert listed and listed[0]["state"] == "RUNNING" and listed[0]["pid"]
 
         # A source outside the caller's staging area is refused, whatever it names.
         for path in ("/etc", str(ECHO_APP), "staging:../../etc", "staging:missing.tar.gz"):

@@ -112,7 +112,8 @@ class Anomaly:
 
 def rank_groups(frame: pd.DataFrame, min_requests: int = 5) -> list[Anomaly]:
     """Groups whose error rate or p95 latency departs from their own trailing baseline
-    (the previous window), ranked by a two-proportion z-score / latency ratio."""
+    (the previous window): error spikes by a two-proportion z-score, then latency by the ratio
+    of p95s."""
     out: list[Anomaly] = []
     data = numeric(
         frame, ("requests", "errors", "base_requests", "base_errors", "p95_ms", "base_p95_ms")
@@ -150,7 +151,8 @@ def rank_groups(frame: pd.DataFrame, min_requests: int = 5) -> list[Anomaly]:
                     f"p95 {p95:.0f} ms vs {base:.0f} ms before ({p95 / base:.1f}×)",
                 )
             )
-    return sorted(out, key=lambda a: a.score, reverse=True)
+    # Error spikes first (a z-score), then latency (a ratio): the two scores do not compare.
+    return sorted(out, key=lambda a: (a.kind != "error spike", -a.score))
 
 
 # -- red teaming ----------------------------------------------------------------------------
@@ -225,12 +227,12 @@ def asr_table(frame: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def span_tree(spans: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
     """Spans in depth-first order with their depth; orphans (a parent not on this page or
-    missing) are shown at the top level."""
-    records = [r for r in spans.to_dict("records") if r.get("span_id")]
+    missing) are shown at the top level; spans without an id, and cycles, are left out."""
+    records = [r for r in spans.to_dict("records") if _text(r.get("span_id"))]
     ids = {r["span_id"] for r in records}
     children: dict[str | None, list[dict[str, Any]]] = {}
     for record in records:
-        parent = record.get("parent_span_id")
+        parent = _text(record.get("parent_span_id"))
         children.setdefault(parent if parent in ids else None, []).append(record)
     out: list[tuple[int, dict[str, Any]]] = []
     stack = [(0, r) for r in reversed(children.get(None, []))]
@@ -238,8 +240,12 @@ def span_tree(spans: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
     while stack:
         depth, record = stack.pop()
         if record["span_id"] in seen:
-            continue  # a cycle in malformed data
+            continue
         seen.add(record["span_id"])
         out.append((depth, record))
         stack.extend((depth + 1, c) for c in reversed(children.get(record["span_id"], [])))
     return out
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

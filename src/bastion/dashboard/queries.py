@@ -231,6 +231,16 @@ def trace_statement(trace_id: str, page: int, page_size: int = 200) -> Statement
     )
 
 
+def trace_of_request_statement(tables: list[str], request_id: str) -> Statement:
+    """The trace of a request (a payload row, or a red-team case's request), in the payload
+    tables the viewer may read."""
+    parts = [
+        f"SELECT trace_id FROM {quote(t)} WHERE request_id = :request_id"
+        for t in tables[:MAX_TABLES]
+    ]
+    return Statement(" UNION ALL ".join(parts) + " LIMIT 1", {"request_id": request_id})
+
+
 def trace_size_statement(trace_id: str) -> Statement:
     return Statement(
         "SELECT count(*) AS spans, min(start_time) AS started, max(end_time) AS ended\n"

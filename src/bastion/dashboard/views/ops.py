@@ -15,7 +15,7 @@ from bastion.dashboard.analysis import Skipped, kpis, number, numeric, rank_grou
 from bastion.dashboard.client import DashboardError, Viewer
 from bastion.dashboard.queries import OpsQueries, Statement, payload_tables_statement
 from bastion.dashboard.state import ViewState
-from bastion.dashboard.views.common import empty, panel, query, skipped_note
+from bastion.dashboard.views.common import empty, panel, query, save, skipped_note
 from bastion.dashboard.views.filters import filter_bar
 from bastion.dashboard.views.links import link
 
@@ -67,11 +67,11 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
             "`<endpoint>_payload` table."
         )
         return state
-    facets_statement = OpsQueries(tables, state).facets()
-    facets = panel(state, "Filter values", [], lambda: query(viewer, facets_statement))
-    state = filter_bar(state, facets)
+    # Every statement at once (filter values included): the state comes from the URL, and a
+    # changed filter reruns the page.
     ops = OpsQueries(tables, state)
     statements = {
+        "facets": ops.facets(),
         "kpis": ops.kpis(),
         "series": ops.series(),
         "groups": ops.groups(),
@@ -79,6 +79,11 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
     }
     with st.spinner("Loading…"):
         results = _fetch_all(viewer, statements)
+    facets = results["facets"] if isinstance(results["facets"], pd.DataFrame) else None
+    chosen = filter_bar(state, facets)
+    if chosen != state:  # a filter widget moved: run again with the new state in the URL
+        save(chosen)
+        st.rerun()
     start, end = state.window()
     zone = state.zone
     st.caption(

@@ -131,6 +131,16 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
             use_container_width=True,
             height=300,
         )
+        cases = failed[failed["request_ids"].map(bool)]
+        if not cases.empty:
+            labels = [
+                f"{r.risk_category} · {r.strategy} · {str(r.objective)[:60]}"
+                for r in cases.itertuples()
+            ]
+            choice = st.selectbox("Open the trace of a failed case", labels, key="risk_case")
+            request_ids = list(cases.iloc[labels.index(choice)]["request_ids"])
+            target = state.with_(page="trace", trace="", row=str(request_ids[-1]))
+            link(target, "→ its trace", key="risk-trace")
         skipped_note(skipped)
 
     st.subheader(f"Attack success rate · {picked}")

@@ -9,8 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from bastion.dashboard.analysis import number, span_tree
-from bastion.dashboard.client import Viewer
-from bastion.dashboard.queries import trace_size_statement, trace_statement
+from bastion.dashboard.client import DashboardError, Viewer
+from bastion.dashboard.queries import (
+    trace_of_request_statement,
+    trace_size_statement,
+    trace_statement,
+)
 from bastion.dashboard.state import ViewState
 from bastion.dashboard.views.common import empty, panel, query
 from bastion.dashboard.views.links import link
@@ -18,9 +22,28 @@ from bastion.dashboard.views.links import link
 PAGE_SIZE = 200
 
 
+def _trace_of(viewer: Viewer, request_id: str) -> str:
+    from bastion.dashboard.views.ops import visible_tables
+
+    try:
+        tables = visible_tables(viewer)
+        if not tables:
+            return ""
+        frame = query(viewer, trace_of_request_statement(tables, request_id))
+    except DashboardError as error:
+        st.info(f"The request's trace cannot be looked up: {error}")
+        return ""
+    if frame.empty or not frame["trace_id"].iloc[0]:
+        st.info(f"No trace recorded for request {request_id} that you may read.")
+        return ""
+    return str(frame["trace_id"].iloc[0])
+
+
 def render(viewer: Viewer, state: ViewState) -> ViewState:
     st.title("Trace")
-    trace_id = st.text_input("Trace id", state.trace, key="trace_id").strip()
+    if state.row and not state.trace:
+        state = state.with_(trace=_trace_of(viewer, state.row))
+    trace_id = st.text_input("Trace id", state.trace, key=f"trace_id:{state.trace}").strip()
     state = state.with_(trace=trace_id if trace_id.replace("-", "").isalnum() else "")
     if not state.trace:
         empty(
