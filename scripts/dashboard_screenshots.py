@@ -73,14 +73,14 @@ def sql(admin: httpx.Client, statement: str) -> list[list[object]]:
     return body.get("result", {}).get("data_array") or []
 
 
-def scan(admin: httpx.Client, strategies: list[str]) -> str:
+def scan(admin: httpx.Client, strategies: list[str], objectives: int) -> str:
     started = admin.post(
         "/api/2.0/redteam/scans",
         json={
             "endpoint": "smollm2",
             "risk_categories": ["violence", "hate_unfairness"],
             "strategies": strategies,
-            "num_objectives": 2,
+            "num_objectives": objectives,
         },
     )
     started.raise_for_status()
@@ -102,13 +102,123 @@ def settle(page: Page) -> None:
     time.sleep(2)
 
 
+def populate(url: str, args: argparse.Namespace) -> tuple[str, str]:
+    """Traffic from two users and two scans; returns the scans' ids."""
+    admin = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=300
+    )
+    wait(lambda: admin.get("/healthz").status_code == 200, 120, "the server")
+    wait(
+        lambda: admin.get("/api/2.0/serving-endpoints/smollm2").json()["state"]["ready"] == "READY",
+        600,
+        "the embedded model",
+    )
+    if (
+        admin.get(
+            "/api/2.0/preview/scim/v2/Users", params={"filter": 'userName eq "analyst@example.com"'}
+        )
+        .json()
+        .get("totalResults", 0)
+        == 0
+    ):
+        admin.post(
+            "/api/2.0/preview/scim/v2/Users",
+            json={"userName": "analyst@example.com", "password": PASSWORD},
+        ).raise_for_status()
+    admin.patch(
+        "/api/2.0/permissions/serving-endpoints/smollm2",
+        json={
+            "access_control_list": [
+                {"user_name": "analyst@example.com", "permission_level": "CAN_QUERY"}
+            ]
+        },
+    ).raise_for_status()
+    analyst = admin.post(
+        "/oidc/v1/token",
+        data={"grant_type": "password", "username": "analyst@example.com", "password": PASSWORD},
+    ).json()["access_token"]
+    for n in range(args.requests):
+        token = ADMIN_TOKEN if n % 3 == 0 else analyst
+        client = OpenAI(base_url=f"{url}/serving-endpoints", api_key=token)
+        try:
+            client.chat.completions.create(
+                model="smollm2",
+                max_tokens=args.max_tokens,
+                messages=[{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
+            )
+        except Exception as error:  # an error is traffic too
+            print("request failed:", error)
+    first = scan(admin, ["baseline", "base64"], args.objectives)
+    second = scan(admin, ["baseline", "rot13"], args.objectives)
+    time.sleep(4)  # the writer's flush interval
+    return first, second
+
+
+def capture(url: str, out: Path, first: str, second: str) -> None:
+    admin = httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=300
+    )
+    trace = sql(
+        admin,
+        "SELECT trace_id FROM main.default.smollm2_payload "
+        "WHERE trace_id IS NOT NULL ORDER BY request_time DESC LIMIT 1",
+    )
+    trace_id = str(trace[0][0]) if trace else ""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(f"{url}/login?next=/apps/dashboard/")
+        page.screenshot(path=str(out / "login.png"))
+        page.fill("#username", "admin")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        shots = {
+            "ops.png": "/apps/dashboard/?period=6h",
+            "ops-sql.png": "/apps/dashboard/?period=6h&sql=1&tz=Asia%2FTokyo",
+            "risk.png": f"/apps/dashboard/risk?scan={second}&scan_b={first}",
+            "trace.png": f"/apps/dashboard/trace?trace={trace_id}",
+            "models.png": "/apps/dashboard/models?period=6h",
+            "audit.png": "/apps/dashboard/audit?period=1h",
+        }
+        for name, path in shots.items():
+            page.goto(url + path)
+            page.locator("h1").first.wait_for(timeout=120_000)
+            settle(page)
+            page.screenshot(path=str(out / name), full_page=True)
+            print("wrote", out / name)
+        viewer = browser.new_page(viewport={"width": 1440, "height": 700})
+        viewer.goto(f"{url}/login?next=/apps/dashboard/")
+        viewer.fill("#username", "analyst@example.com")
+        viewer.fill("#password", PASSWORD)
+        viewer.click("button[type=submit]")
+        viewer.locator("h1").first.wait_for(timeout=120_000)
+        settle(viewer)
+        viewer.screenshot(path=str(out / "ops-no-access.png"))
+        browser.close()
+
+
 def main() -> None:
+    global ADMIN_TOKEN, PASSWORD
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="docs/images")
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--objectives", type=int, default=2)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument(
+        "--attach",
+        help="A running server's URL (admin credentials from "
+        "BASTION_ADMIN_TOKEN and BASTION_ADMIN_PASSWORD).",
+    )
+    parser.add_argument("--scans", nargs=2, help="Use these two scans instead of running them.")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.attach:
+        ADMIN_TOKEN = os.environ.get("BASTION_ADMIN_TOKEN", ADMIN_TOKEN)
+        PASSWORD = os.environ.get("BASTION_ADMIN_PASSWORD", PASSWORD)
+        first, second = args.scans or populate(args.attach, args)
+        capture(args.attach, out, first, second)
+        return
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as home:
@@ -126,90 +236,8 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            admin = httpx.Client(
-                base_url=url, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=300
-            )
-            wait(lambda: admin.get("/healthz").status_code == 200, 120, "the server")
-            wait(
-                lambda: (
-                    admin.get("/api/2.0/serving-endpoints/smollm2").json()["state"]["ready"]
-                    == "READY"
-                ),
-                600,
-                "the embedded model",
-            )
-            created = admin.post(
-                "/api/2.0/preview/scim/v2/Users",
-                json={"userName": "analyst@example.com", "password": PASSWORD},
-            )
-            created.raise_for_status()
-            admin.patch(
-                "/api/2.0/permissions/serving-endpoints/smollm2",
-                json={
-                    "access_control_list": [
-                        {"user_name": "analyst@example.com", "permission_level": "CAN_QUERY"}
-                    ]
-                },
-            ).raise_for_status()
-            analyst_token = admin.post(
-                "/oidc/v1/token",
-                data={
-                    "grant_type": "password",
-                    "username": "analyst@example.com",
-                    "password": PASSWORD,
-                },
-            ).json()["access_token"]
-            for n in range(args.requests):
-                token = ADMIN_TOKEN if n % 3 == 0 else analyst_token
-                client = OpenAI(base_url=f"{url}/serving-endpoints", api_key=token)
-                try:
-                    client.chat.completions.create(
-                        model="smollm2",
-                        max_tokens=48,
-                        messages=[{"role": "user", "content": QUESTIONS[n % len(QUESTIONS)]}],
-                    )
-                except Exception as error:  # an error is traffic too
-                    print("request failed:", error)
-            first = scan(admin, ["baseline", "base64"])
-            second = scan(admin, ["baseline", "rot13"])
-            time.sleep(4)  # the writer's flush interval
-            trace = sql(
-                admin,
-                "SELECT trace_id FROM main.default.smollm2_payload "
-                "WHERE trace_id IS NOT NULL ORDER BY request_time DESC LIMIT 1",
-            )
-            trace_id = str(trace[0][0]) if trace else ""
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
-                page = browser.new_page(viewport={"width": 1440, "height": 1000})
-                page.goto(f"{url}/login?next=/apps/dashboard/")
-                page.screenshot(path=str(out / "login.png"))
-                page.fill("#username", "admin")
-                page.fill("#password", PASSWORD)
-                page.click("button[type=submit]")
-                shots = {
-                    "ops.png": "/apps/dashboard/?period=1h",
-                    "ops-sql.png": "/apps/dashboard/?period=1h&sql=1&tz=Asia%2FTokyo",
-                    "risk.png": f"/apps/dashboard/risk?scan={second}&scan_b={first}",
-                    "trace.png": f"/apps/dashboard/trace?trace={trace_id}",
-                    "models.png": "/apps/dashboard/models?period=1h",
-                    "audit.png": "/apps/dashboard/audit?period=1h",
-                }
-                for name, path in shots.items():
-                    page.goto(url + path)
-                    page.locator("h1").first.wait_for(timeout=120_000)
-                    settle(page)
-                    page.screenshot(path=str(out / name), full_page=True)
-                    print("wrote", out / name)
-                viewer = browser.new_page(viewport={"width": 1440, "height": 700})
-                viewer.goto(f"{url}/login?next=/apps/dashboard/")
-                viewer.fill("#username", "analyst@example.com")
-                viewer.fill("#password", PASSWORD)
-                viewer.click("button[type=submit]")
-                viewer.locator("h1").first.wait_for(timeout=120_000)
-                settle(viewer)
-                viewer.screenshot(path=str(out / "ops-no-access.png"))
-                browser.close()
+            first, second = args.scans or populate(url, args)
+            capture(url, out, first, second)
         finally:
             server.terminate()
             server.wait(timeout=60)

@@ -158,17 +158,29 @@ def rank_groups(frame: pd.DataFrame, min_requests: int = 5) -> list[Anomaly]:
 # -- red teaming ----------------------------------------------------------------------------
 
 
+def scan_counts(scan: dict[str, Any]) -> tuple[float, float]:
+    """(attacks planned, attacks judged) of a stored scan or of a running one's progress."""
+    raw = scan.get("progress")
+    progress: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    total = number(scan.get("total"))
+    done = number(scan.get("evaluated"))
+    if total is None:
+        total = number(progress.get("total"))
+    if done is None:
+        done = number(progress.get("done"))
+    return total or 0.0, done or 0.0
+
+
 def scan_outcome(scan: dict[str, Any]) -> str:
     """'failed' for a scan that errored or ran no attack (never "0 % ASR"), else its status."""
     status = str(scan.get("status") or "").upper()
-    total = number(scan.get("total")) or 0
-    evaluated = number(scan.get("evaluated"))
-    if status in ("FAILED", "ERROR", "CANCELLED"):
-        return "failed"
-    if status in ("SUCCEEDED", "COMPLETED", "FINISHED") and (total == 0 or evaluated == 0):
+    total, evaluated = scan_counts(scan)
+    if status in ("FAILED", "ERROR", "CANCELLED", "INTERRUPTED"):
         return "failed"
     if status in ("RUNNING", "PENDING", "QUEUED", "STARTING"):
         return "running"
+    if status in ("SUCCEEDED", "COMPLETED", "FINISHED", "DONE") and (total == 0 or evaluated == 0):
+        return "failed"
     return "succeeded" if status else "unknown"
 
 

@@ -10,7 +10,14 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from bastion.dashboard.analysis import Skipped, asr_table, number, results_frame, scan_outcome
+from bastion.dashboard.analysis import (
+    Skipped,
+    asr_table,
+    number,
+    results_frame,
+    scan_counts,
+    scan_outcome,
+)
 from bastion.dashboard.client import Viewer
 from bastion.dashboard.state import ViewState
 from bastion.dashboard.views.common import empty, panel, skipped_note
@@ -49,7 +56,7 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
                 "endpoint": s.get("endpoint_name") or s.get("endpoint"),
                 "created": s.get("created_at"),
                 "outcome": scan_outcome(s),
-                "attacks": number(s.get("total")),
+                "attacks": scan_counts(s)[0],
                 "ASR": "—"
                 if scan_outcome(s) != "succeeded"
                 else f"{(number(s.get('asr')) or 0):.0%}",
@@ -207,8 +214,7 @@ def _launcher(viewer: Viewer) -> None:
             except Exception as error:
                 st.error(f"Scan {launched}: {error}")
                 return
-            total = number(progress.get("total")) or 0
-            done = number(progress.get("evaluated")) or 0
+            total, done = scan_counts(progress)
             st.progress(
                 min(done / total, 1.0) if total else 0.0,
                 text=f"Scan {launched}: {progress.get('status')} · {done:.0f}/{total:.0f}",
