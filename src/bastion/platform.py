@@ -95,5 +95,6 @@ class Platform:
                 status_code=200 if allowed else 403,
                 source_ip_address=info.source_ip if info else None,
                 user_agent=info.user_agent if info else None,
+                acting_app=caller.acting_app,
             )
         )

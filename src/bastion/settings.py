@@ -213,6 +213,45 @@ class Settings(BaseSettings):
         description="A SQL session unused this long is closed.",
     )
 
+    # -- apps and the app proxy (docs/apps.md) ------------------------------------------------
+    app_source_roots: list[Path] = Field(
+        default_factory=list,
+        description="Server folders an app's CAN_MANAGE holder may deploy from as well as "
+        "their own staging area (JSON list). Never BASTION_HOME. Default: none.",
+    )
+    app_max_source_bytes: int = Field(
+        default=1024**3, gt=0, description="Largest app source (all files) a deployment copies."
+    )
+    app_max_source_files: int = Field(
+        default=20_000, gt=0, description="Most files in one app deployment."
+    )
+    app_startup_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a starting app may take to listen on its port before it is "
+        "killed and restarted.",
+    )
+    app_session_ttl_s: int = Field(
+        default=12 * 3600,
+        gt=0,
+        description="Lifetime of a browser login session (the HttpOnly session cookie).",
+    )
+    app_token_ttl_s: int = Field(
+        default=3600,
+        gt=0,
+        description="Lifetime of the X-Forwarded-Access-Token an app receives for its user "
+        "(also bounded by the login session, which ends it on logout).",
+    )
+    app_allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) besides the request's own host from which "
+        "browsers may open WebSockets to apps, e.g. the public URL behind a TLS proxy.",
+    )
+    dashboard: bool = Field(
+        default=True,
+        description="Deploy the built-in operations dashboard (app 'dashboard') on 'bastion up'.",
+    )
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -41,6 +41,7 @@ GROUPS: dict[str, tuple[str, str, str]] = {
         "bundle",
         "Declare models, endpoints, grants and red-team gates in bastion.yml; deploy them.",
     ),
+    "apps": ("bastion.cli.apps", "apps", "Apps behind Bastion's sign-in: deploy, start, logs."),
     "redteam": (
         "bastion.cli.redteam",
         "app",

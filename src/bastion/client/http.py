@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +27,15 @@ _BY_CODE: dict[str, type[errors.BastionError]] = {
 }
 
 
+def _client_credentials() -> tuple[str | None, str | None]:
+    for prefix in ("BASTION", "DATABRICKS"):
+        client_id = os.environ.get(f"{prefix}_CLIENT_ID")
+        secret = os.environ.get(f"{prefix}_CLIENT_SECRET")
+        if client_id and secret:
+            return client_id, secret
+    return None, None
+
+
 def _q(name: str) -> str:
     return quote(name, safe="")
 
@@ -44,8 +54,33 @@ class BastionClient(ServingClientMixin):
 
     @classmethod
     def from_profile(cls, name: str = "DEFAULT") -> BastionClient:
+        """The active profile; without a token, an app's service-principal credentials from
+        the environment (``BASTION_CLIENT_ID`` / ``BASTION_CLIENT_SECRET``, or the
+        ``DATABRICKS_*`` names) are exchanged for an OAuth token."""
         profile = load_profile(name)
+        if profile.token is None:
+            client_id, secret = _client_credentials()
+            if client_id and secret:
+                return cls.from_client_credentials(profile.host, client_id, secret)
         return cls(profile.host, profile.token)
+
+    @classmethod
+    def from_client_credentials(cls, host: str, client_id: str, secret: str) -> BastionClient:
+        """A client for a service principal (OAuth ``client_credentials``)."""
+        anonymous = cls(host, None)
+        try:
+            body = anonymous.request(
+                "POST",
+                "/oidc/v1/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": client_id,
+                    "client_secret": secret,
+                },
+            )
+        finally:
+            anonymous.close()
+        return cls(host, str(body["access_token"]))
 
     def close(self) -> None:
         self._http.close()
@@ -255,7 +290,7 @@ class BastionClient(ServingClientMixin):
             body = self.request("GET", f"/api/2.0/sql/statements/{body['statement_id']}")
         error = body["status"].get("error")
         if error is not None:
-            code = str(error.get("error_code", ""))
+            code = str(error.get("bastion_error_code") or error.get("error_code", ""))
             raise _BY_CODE.get(code, errors.BastionError)(str(error.get("message", "")))
         columns = [c["name"] for c in body["manifest"]["schema"]["columns"]]
         return columns, list(body.get("result", {}).get("data_array") or [])

@@ -60,6 +60,8 @@ class AuditEvent:
     source_ip_address: str | None = None
     user_agent: str | None = None
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: The app the user acted through (a forwarded on-behalf-of token), if any.
+    acting_app: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The event in ``system.access.audit``'s shape."""
@@ -76,7 +78,11 @@ class AuditEvent:
             "user_identity": {"email": self.user_email, "subjectName": self.user_email},
             "service_name": self.service_name,
             "action_name": self.action_name,
-            "request_params": self.request_params,
+            "request_params": (
+                {**self.request_params, "acting_app": self.acting_app}
+                if self.acting_app
+                else self.request_params
+            ),
             "response": {
                 "statusCode": self.status_code,
                 "errorMessage": self.error_message,
@@ -85,7 +91,12 @@ class AuditEvent:
             "source_ip_address": self.source_ip_address,
             "user_agent": self.user_agent,
             "audit_level": "WORKSPACE_LEVEL",
-            "identity_metadata": {"run_by": self.user_email, "run_as": self.user_email},
+            # Databricks' shape: run_as is whose rights applied; run_by, who ran it (an app
+            # acting for its user is named as app:<name>).
+            "identity_metadata": {
+                "run_by": f"app:{self.acting_app}" if self.acting_app else self.user_email,
+                "run_as": self.user_email,
+            },
         }
 
 

@@ -7,7 +7,7 @@ metastore's generation moves, so validating a token costs a hash and a few dict 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -16,7 +16,7 @@ from bastion.clock import Clock, SystemClock
 from bastion.errors import Unauthenticated
 from bastion.identity.credentials import PAT_PREFIX, hash_token
 from bastion.identity.jwt_codec import AccessClaims, JwtCodec
-from bastion.identity.model import Caller, PrincipalKind, PrincipalRecord
+from bastion.identity.model import APP_ATTRIBUTE, Caller, PrincipalKind, PrincipalRecord
 from bastion.identity.store import IdentityStore, _record, token_record
 from bastion.metastore.db import Metastore
 from bastion.metastore.models import MembershipRow, PrincipalRow, TokenRow
@@ -38,6 +38,8 @@ class IdentitySnapshot:
     by_name: dict[str, PrincipalRecord]
     group_closure: dict[int, frozenset[int]]
     pats: dict[str, PatEntry]
+    #: Ids of the live personal access tokens (an on-behalf-of token ends with its parent).
+    pat_ids: frozenset[str] = frozenset()
     #: Live login sessions (id → principal id); JWTs of other sessions are refused.
     sessions: dict[str, int] = field(default_factory=dict)
     #: Principal id → instant (ms) before which its access tokens are refused.
@@ -114,6 +116,7 @@ class IdentityCache:
             by_name={p.name: p for p in principals.values()},
             group_closure={pid: _closure(direct, pid) for pid in principals},
             pats=pats,
+            pat_ids=frozenset(e.token_id for e in pats.values()),
             sessions=sessions,
             not_before=not_before,
         )
@@ -179,6 +182,10 @@ class IdentityCache:
         return caller
 
 
+#: App name → the scopes a token acting through it may use now (None: no such app).
+ActingAppScopes = Callable[[str], frozenset[str] | None]
+
+
 class Authenticator:
     """Validates personal access tokens and OAuth access tokens."""
 
@@ -186,6 +193,8 @@ class Authenticator:
         self._cache = cache
         self._codec = codec
         self._clock = clock
+        #: Set by the apps feature. Without it, tokens acting through an app are refused.
+        self.acting_app_scopes: ActingAppScopes | None = None
 
     def authenticate(self, raw: str) -> Caller:
         if raw.startswith(PAT_PREFIX):
@@ -203,6 +212,8 @@ class Authenticator:
         if raw.count(".") == 2:
             claims = self._codec.decode(raw)
             self._check_session(claims)
+            if claims.app is not None:
+                return self._acting_through_app(claims, claims.app)
             return self._cache.caller(
                 claims.principal_id,
                 claims.scopes,
@@ -212,12 +223,35 @@ class Authenticator:
             )
         raise Unauthenticated("Invalid access token.")
 
+    def _acting_through_app(self, claims: AccessClaims, app: str) -> Caller:
+        """A token the app proxy forwarded for a user: the *user's* grants, within the app's
+        scopes as they are now (a narrowed app narrows tokens it already holds), and only
+        while the app, and the login session or token it came from, exist."""
+        current = self.acting_app_scopes(app) if self.acting_app_scopes is not None else None
+        if current is None:
+            raise Unauthenticated(f"The app '{app}' this token was issued for no longer exists.")
+        if claims.parent_token is not None and (
+            claims.parent_token not in self._cache.snapshot().pat_ids
+        ):
+            raise Unauthenticated("The credential this token was issued from was revoked.")
+        scopes = tuple(sorted(set(claims.scopes or ()) & current))
+        return self._cache.caller(
+            claims.principal_id,
+            scopes,
+            token_id=claims.token_id,
+            credential="oauth",
+            session_id=claims.session_id,
+            attributes=((APP_ATTRIBUTE, app),),
+        )
+
     def _check_session(self, claims: AccessClaims) -> None:
         """An access token lives only as long as its login session; one without a session
         (issued by the platform to its own agents) never outlives a password change or a
         disable of its principal."""
         snap = self._cache.snapshot()
         sid = claims.session_id
+        if sid is None and claims.parent_token is not None:
+            return  # an on-behalf-of token from a PAT: checked against its parent instead
         if sid is None:
             not_before = snap.not_before.get(claims.principal_id)
             if not_before is not None and claims.issued_at * 1000 < not_before:

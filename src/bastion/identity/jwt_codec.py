@@ -35,6 +35,10 @@ class AccessClaims:
     token_id: str
     issued_at: int = 0
     session_id: str | None = None
+    #: The app a forwarded (on-behalf-of-user) token acts through, set only by the app proxy.
+    app: str | None = None
+    #: The personal access token an on-behalf-of token was issued from (no login session).
+    parent_token: str | None = None
 
 
 class JwtCodec:
@@ -114,6 +118,8 @@ class JwtCodec:
                 token_id=str(claims.get("jti", "")),
                 issued_at=int(claims.get("iat") or 0),
                 session_id=str(claims["sid"]) if claims.get("sid") else None,
+                app=str(claims["app"]) if claims.get("app") else None,
+                parent_token=str(claims["ptk"]) if claims.get("ptk") else None,
             )
         except (TypeError, ValueError):
             raise Unauthenticated("Invalid access token.") from None

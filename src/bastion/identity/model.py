@@ -10,6 +10,8 @@ USERS_GROUP = "users"
 ALL_SCOPES = "all-apis"
 # Credential attribute: the red-team scan a credential was minted for (server-set only).
 SCAN_ATTRIBUTE = "redteam_scan"
+# Credential attribute: the app a forwarded (on-behalf-of-user) token acts through.
+APP_ATTRIBUTE = "app"
 # Scopes every credential has, as in Databricks (they cannot be requested or withheld).
 DEFAULT_SCOPES = frozenset({"iam.current-user:read", "iam.access-control:read"})
 
@@ -67,6 +69,11 @@ class Caller:
     def credential_id(self) -> str | None:
         """What a credential created by this caller descends from: the PAT, or the session."""
         return self.session_id if self.credential == "oauth" else self.token_id
+
+    @property
+    def acting_app(self) -> str | None:
+        """The app this caller acts through (a forwarded token), or None."""
+        return self.extra.get(APP_ATTRIBUTE)
 
     @property
     def is_admin(self) -> bool:

@@ -243,3 +243,52 @@ class BundleDeploymentRow(Base):
     __table_args__ = (
         UniqueConstraint("bundle_name", "target_key", name="uq_bundle_deployments_target"),
     )
+
+
+# -- apps (migration 0006) ---------------------------------------------------------------------
+
+
+class AppRow(Base):
+    """An app: its ``app`` securable (grants ``CAN_USE`` / ``CAN_MANAGE``), its own service
+    principal, the scopes its users' forwarded tokens get, and the resources granted to it."""
+
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    securable_id: Mapped[int] = mapped_column(
+        ForeignKey("securables.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    name: Mapped[str] = mapped_column(String(63), nullable=False, unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    service_principal_id: Mapped[int | None] = mapped_column(Integer)
+    user_api_scopes: Mapped[str | None] = mapped_column(Text)
+    resources: Mapped[str | None] = mapped_column(Text)
+    # Who last set ``resources``: declared secrets are used on their behalf.
+    resources_set_by: Mapped[int | None] = mapped_column(Integer)
+    # ``ACTIVE`` (should run) or ``STOPPED``.
+    compute_desired: Mapped[str] = mapped_column(String(16), nullable=False)
+    active_deployment_id: Mapped[str | None] = mapped_column(String(64))
+    creator: Mapped[str] = mapped_column(String(255), nullable=False)
+    updater: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class AppDeploymentRow(Base):
+    """One deployment of an app's source: the snapshot copied under ``BASTION_HOME/apps``."""
+
+    __tablename__ = "app_deployments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), nullable=False)
+    source_code_path: Mapped[str] = mapped_column(Text, nullable=False)
+    mode: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    message: Mapped[str | None] = mapped_column(Text)
+    command: Mapped[str | None] = mapped_column(Text)
+    env: Mapped[str | None] = mapped_column(Text)
+    creator: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    updated_at: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+    __table_args__ = (Index("ix_app_deployments_app", "app_id"),)

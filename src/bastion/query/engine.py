@@ -207,6 +207,7 @@ class QueryEngine:
                 error_message=error.message if error is not None else None,
                 source_ip_address=info.source_ip if info else None,
                 user_agent=info.user_agent if info else None,
+                acting_app=ctx.caller.acting_app,
             )
         )
 

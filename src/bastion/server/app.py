@@ -1,4 +1,5 @@
-"""The application factory: the gateway's data plane in front of the FastAPI control plane."""
+"""The application factory: the app proxy, then the gateway's data plane, in front of the
+FastAPI control plane."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
+from bastion.apps import apps_of
 from bastion.observability.exchange import Exchange
 from bastion.observability.inference import InferenceLogger
 from bastion.observability.metrics import Metrics
@@ -17,13 +19,16 @@ from bastion.query import engine_of
 from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
 from bastion.server.middleware import RequestContextMiddleware
+from bastion.server.proxy import AppProxy
 from bastion.server.routes import (
+    apps,
     audit,
     bundles,
     catalogs,
     endpoints,
     functions,
     health,
+    login,
     metrics,
     oidc,
     permissions,
@@ -39,6 +44,7 @@ from bastion.server.routes import (
     traces,
     volumes,
 )
+from bastion.server.sessions import sessions_of
 from bastion.server.sql_sessions import SessionStore
 from bastion.server.statements import StatementManager
 from bastion.serving.control.routing import Upstream
@@ -58,6 +64,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     observed = Metrics(services.writer)
     engine = engine_of(services)
     settings = services.settings
+    app_control = apps_of(services)
     statement_manager = StatementManager(
         lambda caller, text, params, limit, byte_limit, cancel, external: engine.execute(
             caller,
@@ -89,12 +96,16 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
             serving.supervisor.notify_failure(entity.worker_key)
 
     gateway: Gateway
+    proxy: AppProxy
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.start()
         serving.start()
+        app_control.start()
         yield
+        await proxy.aclose()
+        app_control.stop()
         await gateway.upstreams.aclose()
         statement_manager.close()
         engine.close()
@@ -139,10 +150,14 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         traces,
         functions,
         volumes,
+        apps,
+        login,
     ):
         app.include_router(module.router)
     app.include_router(scim.secrets_router)
     app.include_router(statements.connector_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
-    return gateway
+    # The app proxy in front: /apps/<name>/ is answered before anything else is parsed.
+    proxy = AppProxy(gateway, services, app_control, sessions_of(services))
+    return proxy

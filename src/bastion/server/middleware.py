@@ -176,5 +176,6 @@ class RequestContextMiddleware:
                 error_message=None if status < 400 else state.get("error_message"),
                 source_ip_address=info.source_ip,
                 user_agent=info.user_agent,
+                acting_app=caller.acting_app if caller else None,
             )
         )

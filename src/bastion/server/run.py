@@ -9,11 +9,15 @@ import sys
 import uvicorn
 from rich.console import Console
 
-from bastion.bootstrap import InitialCredentials, initialize
+from bastion import dashboard
+from bastion.apps import apps_of
+from bastion.bootstrap import ADMIN_USER, InitialCredentials, initialize
 from bastion.platform import Platform
 from bastion.server.app import create_app
 from bastion.serving.control.bootstrap import bootstrap_default_model
 from bastion.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def _welcome(settings: Settings, credentials: InitialCredentials | None) -> str:
@@ -35,8 +39,27 @@ def _welcome(settings: Settings, credentials: InitialCredentials | None) -> str:
         ]
     else:
         lines += ["Log in with the admin credentials printed on the first run."]
+    if settings.dashboard:
+        lines += [f"Dashboard: {url}/apps/dashboard/ (sign in with a user name and password)"]
     lines += [f"API docs: {url}/api/docs"]
     return "\n".join(lines)
+
+
+def deploy_dashboard(platform: Platform) -> None:
+    """The built-in operations dashboard, as the app ``dashboard`` usable by ``users``: its
+    current code is deployed on every start."""
+    admin = platform.identity_cache.active_caller(ADMIN_USER)
+    if admin is None:
+        logger.warning("no active admin: the built-in dashboard is not deployed")
+        return
+    apps_of(platform).ensure_builtin(
+        dashboard.NAME,
+        dashboard.APP_DIR,
+        owner=admin,
+        description="Bastion's operations dashboard: traffic, risk, traces, endpoints, audit.",
+        user_api_scopes=dashboard.USER_API_SCOPES,
+        usable_by_group=dashboard.USABLE_BY,
+    )
 
 
 def serve(settings: Settings, *, default_model: bool = True) -> None:
@@ -46,6 +69,8 @@ def serve(settings: Settings, *, default_model: bool = True) -> None:
     credentials = initialize(platform)
     if default_model:
         bootstrap_default_model(platform)
+    if settings.dashboard:
+        deploy_dashboard(platform)
     Console(soft_wrap=True).print(_welcome(settings, credentials), highlight=False)
     app = create_app(settings, platform)
     # Everything built so far (modules, metastore, caches) lives as long as the process: keep

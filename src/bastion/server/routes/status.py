@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 
+from bastion.apps import apps_of
 from bastion.identity.model import Caller
 from bastion.processes import process_memory
 from bastion.processes.proc import rss_bytes
@@ -41,6 +42,21 @@ def status(
                 "port": worker.port,
                 "uptime_s": round(now - worker.started_at, 1) if pid else None,
                 "last_error": worker.last_error,
+            }
+        )
+    for app in apps_of(platform).supervisor.processes():
+        pid = app.pid
+        processes.append(
+            {
+                "kind": "app",
+                "key": app.name,
+                "pid": pid,
+                "state": app.state.value,
+                "restarts": app.restarts,
+                "rss_bytes": process_memory(pid) if pid else 0,
+                "port": app.port,
+                "uptime_s": round(now - app.started_at, 1) if pid else None,
+                "last_error": app.last_error,
             }
         )
     return {

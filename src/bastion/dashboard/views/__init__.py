@@ -1,0 +1,1 @@
+"""The dashboard's pages (Streamlit). Imported only inside the dashboard process."""
