@@ -215,3 +215,55 @@ def test_unknown_target_suggests_one(tmp_path: Path) -> None:
     with pytest.raises(BundleInvalid) as failed:
         load_bundle(tmp_path, target="prd", user_name="u@x")
     assert "did you mean 'prod'?" in str(failed.value.problems[0])
+
+
+def test_app_problems_are_named_before_anything_is_applied(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    problems = _problems(
+        tmp_path,
+        """
+        bundle: {name: b}
+        resources:
+          apps:
+            portal:
+              name: Portal_App
+              source_code_path: ../elsewhere
+              resources:
+                - {name: ep, serving_endpoint: {name: x}, secret: {scope: s, key: k}}
+              config:
+                command: [python, app.py]
+                env:
+                  - {name: ENDPOINT, value_from: endpoint}
+                  - {name: BOTH, value: a, valueFrom: ep}
+              permissions: [{level: CAN_RUN, group_name: users}]
+            bare:
+              name: bare
+              source_code_path: ./empty
+        """,
+    )
+    text = "\n".join(problems)
+    assert "resources.apps.portal.name: is not a valid app name ('Portal_App')" in text
+    assert "resources.apps.portal.source_code_path: is not a folder inside the bundle" in text
+    assert "resources.apps.portal.resources[0]: needs exactly one kind" in text
+    assert "config.env[0].value_from: names no resource of this app ('endpoint')" in text
+    assert "config.env[1]: needs exactly one of value and value_from" in text
+    assert "resources.apps.portal.permissions[0].level: is not a level here ('CAN_RUN')" in text
+    assert "resources.apps.bare.source_code_path: has no app.yaml and no .py file to run" in text
+
+
+def test_development_mode_prefixes_app_names_as_urls_allow(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "app.py").write_text("print('hi')\n")
+    _write(
+        tmp_path,
+        """
+        bundle: {name: b}
+        resources:
+          apps:
+            portal: {name: portal, source_code_path: ./app, lifecycle: {started: true}}
+        targets:
+          dev: {mode: development, default: true}
+        """,
+    )
+    bundle = load_bundle(tmp_path, target=None, user_name="ana.lopez@example.com")
+    assert bundle.resources.apps["portal"].name == "dev-ana-lopez-portal"

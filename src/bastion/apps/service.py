@@ -294,28 +294,31 @@ class AppsControl:
 
     def _finish(self, name: str, deployment: DeploymentRecord) -> None:
         try:
-            folder = app_root(self.root / name / "deployments" / deployment.id)
-            ensure_venv(folder, self.root / name / "venvs", self.supervisor.log_path(name))
-        except BastionError as error:
-            self.store.finish_deployment(deployment.id, DeploymentState.FAILED, error.message)
-            return
-        except Exception as exc:  # recorded on the deployment; the server goes on
-            logger.exception("deployment %s of app %s failed", deployment.id, name)
-            self.store.finish_deployment(deployment.id, DeploymentState.FAILED, str(exc))
-            return
+            try:
+                folder = app_root(self.root / name / "deployments" / deployment.id)
+                ensure_venv(folder, self.root / name / "venvs", self.supervisor.log_path(name))
+            except BastionError as error:
+                self.store.finish_deployment(deployment.id, DeploymentState.FAILED, error.message)
+                return
+            except Exception as exc:  # recorded on the deployment; the server goes on
+                logger.exception("deployment %s of app %s failed", deployment.id, name)
+                self.store.finish_deployment(deployment.id, DeploymentState.FAILED, str(exc))
+                return
+            self.store.finish_deployment(
+                deployment.id, DeploymentState.SUCCEEDED, "App started successfully"
+            )
+            self.store.update(
+                name,
+                updater=deployment.creator,
+                active_deployment_id=deployment.id,
+                compute_desired="ACTIVE",
+            )
+            self.supervisor.run(name, restart=True)
         finally:
+            # Only now: until the process is started, the app reads as DEPLOYING, never as
+            # stopped between the deployment's success and its start.
             with self._lock:
                 self._deploying.pop(name, None)
-        self.store.finish_deployment(
-            deployment.id, DeploymentState.SUCCEEDED, "App started successfully"
-        )
-        self.store.update(
-            name,
-            updater=deployment.creator,
-            active_deployment_id=deployment.id,
-            compute_desired="ACTIVE",
-        )
-        self.supervisor.run(name, restart=True)
         self._prune(name, keep=deployment.id)
 
     def _prune(self, name: str, keep: str) -> None:

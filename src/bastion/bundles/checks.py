@@ -3,6 +3,8 @@ aliases that point at versions, privileges that exist — all before anything is
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from bastion.bundles.errors import Problem
@@ -13,10 +15,15 @@ from bastion.governance.securables import parse_type, validate_part
 
 ENDPOINT_LEVELS = ("CAN_VIEW", "CAN_QUERY", "CAN_MANAGE")
 SCOPE_LEVELS = ("READ", "WRITE", "MANAGE")
+APP_LEVELS = ("CAN_USE", "CAN_MANAGE")
+#: An app's name, as the server checks it (``/apps/<name>/`` is part of its URL).
+APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,29}$")
+APP_RESOURCE_KINDS = ("serving_endpoint", "uc_securable", "secret", "sql_warehouse")
 
 
-def check_bundle(resources: Resources, problems: list[Problem]) -> None:
+def check_bundle(resources: Resources, problems: list[Problem], root: Path | None = None) -> None:
     _names(resources, problems)
+    _apps(resources, problems, root)
     _models(resources, problems)
     _endpoints(resources, problems)
     for key, scope in resources.secret_scopes.items():
@@ -61,6 +68,73 @@ def _names(resources: Resources, problems: list[Problem]) -> None:
                     validate_part(part)
                 except InvalidRequest as exc:
                     problems.append(Problem(f"resources.{kind}.{key}.name", exc.message))
+
+
+def _apps(resources: Resources, problems: list[Problem], root: Path | None) -> None:
+    """Names, source folders, resources and the env that reads them, permissions: what the
+    server would refuse mid-deploy, found before anything is applied."""
+    for key, app in resources.apps.items():
+        path = f"resources.apps.{key}"
+        if not APP_NAME.match(app.name):
+            problems.append(
+                Problem(
+                    f"{path}.name",
+                    f"is not a valid app name ({app.name!r})",
+                    "2-30 lower-case letters, digits or '-', starting with a letter or digit "
+                    "(development mode adds 'dev-<you>-' in front)",
+                )
+            )
+        if root is not None:
+            folder = (root / app.source_code_path).resolve()
+            if not folder.is_relative_to(root.resolve()) or not folder.is_dir():
+                problems.append(
+                    Problem(
+                        f"{path}.source_code_path",
+                        f"is not a folder inside the bundle ({app.source_code_path!r})",
+                        "a path relative to the bundle file, e.g. ./app",
+                    )
+                )
+            elif (
+                app.config is None
+                and not (folder / "app.yaml").is_file()
+                and not any(folder.glob("*.py"))
+            ):
+                problems.append(
+                    Problem(
+                        f"{path}.source_code_path",
+                        "has no app.yaml and no .py file to run",
+                        "add app.yaml with a command, or set config.command here",
+                    )
+                )
+        declared: set[str] = set()
+        for index, resource in enumerate(app.resources):
+            where = f"{path}.resources[{index}]"
+            name = resource.get("name")
+            if not isinstance(name, str) or not name:
+                problems.append(Problem(f"{where}.name", "is missing", "name the resource"))
+            else:
+                declared.add(name)
+            kinds = [k for k in APP_RESOURCE_KINDS if k in resource]
+            if len(kinds) != 1:
+                problems.append(
+                    Problem(
+                        where, "needs exactly one kind", f"one of {', '.join(APP_RESOURCE_KINDS)}"
+                    )
+                )
+        if app.config is not None:
+            for index, env in enumerate(app.config.env):
+                where = f"{path}.config.env[{index}]"
+                if (env.value is None) == (env.value_from is None):
+                    problems.append(Problem(where, "needs exactly one of value and value_from"))
+                elif env.value_from is not None and env.value_from not in declared:
+                    problems.append(
+                        Problem(
+                            f"{where}.value_from",
+                            f"names no resource of this app ({env.value_from!r})",
+                            f"declared: {', '.join(sorted(declared)) or 'none'}",
+                        )
+                    )
+        _permissions(path, app.permissions, APP_LEVELS, problems)
 
 
 def _models(resources: Resources, problems: list[Problem]) -> None:

@@ -1,8 +1,8 @@
 """``bastion init TEMPLATE [DIR]``: a new project that starts governed.
 
 Templates live in ``bastion/bundles/templates/<name>/``; ``__PROJECT__``, ``__NAME__`` and
-``__ENDPOINT__`` in their files are replaced with the project's name, its SQL-identifier form
-and its endpoint name.
+``__ENDPOINT__`` and ``__APP__`` in their files are replaced with the project's name, its
+SQL-identifier form, its endpoint name and its app name.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ from bastion.governance.securables import derived_part
 
 TEMPLATES = {
     "agent": "An MLflow ResponsesAgent with a tool, its tests, and a bundle that registers and "
-    "serves it with an inference table, rate limits and a red-team gate.",
+    "serves it with an inference table, rate limits and a red-team gate, and a chat app that "
+    "asks it as the signed-in user.",
+    "app": "A minimal app run behind Bastion's sign-in that acts as the signed-in user, its "
+    "tests, and a bundle that deploys and starts it.",
 }
 _PROJECT = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
 _RENAMED = {"gitignore.template": ".gitignore"}
@@ -41,6 +44,13 @@ def _copy(source: Traversable, target: Path, replacements: dict[str, str]) -> li
     return written
 
 
+def app_name(project: str) -> str:
+    """An app name from a project name: lower-case letters, digits and '-', short enough to
+    leave room for development mode's ``dev-<you>-`` prefix and a ``-chat`` suffix."""
+    slug = re.sub(r"[^a-z0-9]+", "-", project.lower()).strip("-")[:14].strip("-")
+    return slug if len(slug) >= 2 else f"app-{slug}".strip("-")
+
+
 def create_project(template: str, directory: Path, name: str | None = None) -> list[Path]:
     """Write ``template`` into ``directory`` (new or empty); return the files written."""
     if template not in TEMPLATES:
@@ -58,5 +68,6 @@ def create_project(template: str, directory: Path, name: str | None = None) -> l
         "__PROJECT__": project,
         "__NAME__": derived_part(project),
         "__ENDPOINT__": project.lower().replace("_", "-"),
+        "__APP__": app_name(project),
     }
     return _copy(source, directory, replacements)

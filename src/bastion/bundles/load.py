@@ -317,6 +317,12 @@ def load_bundle(
             for resource in (resources.get(kind) or {}).values():
                 if isinstance(resource, dict) and isinstance(resource.get("name"), str):
                     resource["name"] = prefix + resource["name"]
+    explicit_prefix = isinstance(presets, dict) and presets.get("name_prefix") is not None
+    if mode == "development" and not explicit_prefix and isinstance(resources, dict):
+        # App names are part of a URL: lower-case and '-', so their prefix is 'dev-<you>-'.
+        for app in (resources.get("apps") or {}).values():
+            if isinstance(app, dict) and isinstance(app.get("name"), str):
+                app["name"] = f"dev-{short.replace('_', '-')}-{app['name']}"
     if mode == "development" and isinstance(resources, dict):
         for endpoint in (resources.get("model_serving_endpoints") or {}).values():
             if isinstance(endpoint, dict):
@@ -330,7 +336,7 @@ def load_bundle(
         raise BundleInvalid(problems)
     from bastion.bundles.checks import check_bundle
 
-    check_bundle(parsed.resources, problems)
+    check_bundle(parsed.resources, problems, root.parent.resolve())
     if problems:
         raise BundleInvalid(problems)
     return ResolvedBundle(

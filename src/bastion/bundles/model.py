@@ -195,6 +195,41 @@ class RedTeamScanResource(_Strict):
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
 
 
+class AppEnv(_Strict):
+    """One variable of an app's environment: a literal ``value``, or ``value_from`` (also
+    spelled ``valueFrom``, as in ``app.yaml``) naming one of the app's resources."""
+
+    name: str = Field(min_length=1, max_length=255)
+    value: str | None = None
+    value_from: str | None = Field(default=None, alias="valueFrom")
+
+
+class AppConfig(_Strict):
+    """``app.yaml`` inline: written into the deployed source, replacing the folder's own."""
+
+    command: list[str] = Field(min_length=1)
+    env: list[AppEnv] = Field(default_factory=list)
+
+
+class AppBundleResource(_Strict):
+    """An app (``resources.apps.<key>``): its definition, its source folder, who may use it.
+
+    As in Databricks, the app is deployed from ``source_code_path`` and started only with
+    ``lifecycle.started: true``; otherwise it is created (or updated) and left stopped.
+    """
+
+    name: str
+    description: str | None = None
+    source_code_path: str
+    config: AppConfig | None = None
+    resources: list[dict[str, Any]] = Field(default_factory=list)
+    user_api_scopes: list[str] = Field(default_factory=list)
+    permissions: list[Permission] = Field(default_factory=list)
+    compute_size: str | None = None
+    budget_policy_id: str | None = None
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle)
+
+
 class Resources(_Strict):
     catalogs: dict[str, CatalogResource] = Field(default_factory=dict)
     schemas: dict[str, SchemaResource] = Field(default_factory=dict)
@@ -205,6 +240,7 @@ class Resources(_Strict):
     views: dict[str, ViewResource] = Field(default_factory=dict)
     functions: dict[str, FunctionResource] = Field(default_factory=dict)
     redteam_scans: dict[str, RedTeamScanResource] = Field(default_factory=dict)
+    apps: dict[str, AppBundleResource] = Field(default_factory=dict)
 
 
 class Presets(_Strict):

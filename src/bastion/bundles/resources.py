@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from bastion.bundles.fingerprint import of_path, of_value
 from bastion.bundles.model import (
+    AppBundleResource,
     CatalogResource,
     EndpointResource,
     FunctionResource,
@@ -740,6 +741,167 @@ class RedTeamScans(Handler):
         return None  # scans are records, kept
 
 
+def _app_acl_path(name: str) -> str:
+    return f"/api/2.0/permissions/apps/{_q(name)}"
+
+
+class Apps(Handler):
+    """An app: created with its resources and scopes, its folder uploaded and deployed, started
+    only with ``lifecycle.started: true`` (as Databricks bundles do)."""
+
+    kind, order = "apps", 80
+    ready_timeout_s = 300.0
+
+    def read(self, ctx: Context, name: str) -> dict[str, Any] | None:
+        from bastion.client.apps import app_path
+
+        try:
+            return _get(ctx.client, app_path(name))
+        except PermissionDenied:
+            return {"hidden": True}  # someone else's: never adopted
+
+    def _source(self, ctx: Context, resource: AppBundleResource) -> tuple[Path, dict[str, str]]:
+        folder = _inside(ctx.root, resource.source_code_path)
+        if not folder.is_dir():
+            raise InvalidRequest(f"{resource.source_code_path!r} is not a folder.")
+        extra: dict[str, str] = {}
+        if resource.config is not None:
+            import yaml
+
+            env = [
+                {"name": e.name, "value": e.value}
+                if e.value is not None
+                else {"name": e.name, "valueFrom": e.value_from}
+                for e in resource.config.env
+            ]
+            extra["app.yaml"] = yaml.safe_dump(
+                {"command": resource.config.command, "env": env}, sort_keys=False
+            )
+        return folder, extra
+
+    def facets(self, ctx: Context, resource: AppBundleResource) -> dict[str, Any]:
+        folder, extra = self._source(ctx, resource)
+        return {
+            "definition": of_value(
+                [resource.description, resource.resources, sorted(resource.user_api_scopes)]
+            ),
+            "source": of_path(folder) + of_value(extra),
+            "permissions": of_value(_acl(resource.permissions)),
+            "started": of_value(bool(resource.lifecycle.started)),
+        }
+
+    def drifted(
+        self, ctx: Context, resource: AppBundleResource, current: dict[str, Any]
+    ) -> list[str]:
+        out = []
+        state = (current.get("app_status") or {}).get("state")
+        if resource.lifecycle.started and state not in ("RUNNING", "DEPLOYING"):
+            out.append("started")  # it crashed or someone stopped it: deploy starts it again
+
+        acl = ctx.client.request("GET", _app_acl_path(resource.name))
+        levels = {
+            str(e.get("user_name") or e.get("group_name") or e.get("service_principal_name")): {
+                p["permission_level"] for p in e.get("all_permissions") or []
+            }
+            for e in acl.get("access_control_list") or []
+        }
+        if any(lv not in levels.get(who, set()) for who, lv in _acl(resource.permissions).items()):
+            out.append("permissions")
+        return out
+
+    def create(self, ctx: Context, resource: AppBundleResource, entry: Entry) -> None:
+        body: dict[str, Any] = {"name": resource.name}
+        if resource.description:
+            body["description"] = resource.description
+        if resource.user_api_scopes:
+            body["user_api_scopes"] = resource.user_api_scopes
+        if resource.resources:
+            body["resources"] = resource.resources
+        ctx.client.request("POST", "/api/2.0/apps", json=body)
+        self._permissions(ctx, resource)
+        if resource.lifecycle.started:
+            self._deploy(ctx, resource)
+        else:
+            ctx.say(
+                f"  app {resource.name} created, not started (set lifecycle.started: true, or "
+                f"run `bastion apps deploy {resource.name}`)"
+            )
+
+    def update(
+        self, ctx: Context, resource: AppBundleResource, changes: list[str], entry: Entry
+    ) -> None:
+        from bastion.client.apps import app_path
+
+        if "definition" in changes:
+            ctx.client.request(
+                "PATCH",
+                app_path(resource.name),
+                json={
+                    "description": resource.description or "",
+                    "user_api_scopes": resource.user_api_scopes,
+                    "resources": resource.resources,
+                },
+            )
+        if "permissions" in changes:
+            self._permissions(ctx, resource)
+        if resource.lifecycle.started and {"source", "started"} & set(changes):
+            self._deploy(ctx, resource)
+        elif "started" in changes and resource.lifecycle.started is False:
+            ctx.client.request("POST", app_path(resource.name, "/stop"))
+
+    def _permissions(self, ctx: Context, resource: AppBundleResource) -> None:
+
+        acl = [
+            {
+                _principal_field(p): str(p.user_name or p.group_name or p.service_principal_name),
+                "permission_level": p.level.upper(),
+            }
+            for p in resource.permissions
+        ]
+        if acl:
+            ctx.client.request(
+                "PATCH",
+                _app_acl_path(resource.name),
+                json={"access_control_list": acl},
+            )
+
+    def _deploy(self, ctx: Context, resource: AppBundleResource) -> None:
+        """Upload the folder, deploy it, and wait until the app runs (or say why not)."""
+        from bastion.client.apps import (
+            app_path,
+            upload_source,
+            wait_for_deployment,
+            wait_while_deploying,
+        )
+
+        folder, extra = self._source(ctx, resource)
+        source, size = upload_source(ctx.client, resource.name, folder, extra)
+        ctx.say(f"  app {resource.name}: uploaded {size} bytes, deploying …")
+        started = ctx.client.request(
+            "POST", app_path(resource.name, "/deployments"), json={"source_code_path": source}
+        )
+        deployment = wait_for_deployment(ctx.client, resource.name, started)
+        status = deployment["status"]
+        if status["state"] != "SUCCEEDED":
+            raise Conflict(
+                f"App {resource.name}: deployment {status['state']}: {status['message']}"
+            )
+        app = wait_while_deploying(ctx.client, resource.name, self.ready_timeout_s)
+        state = app["app_status"]
+        if state["state"] != "RUNNING":
+            raise Conflict(
+                f"App {resource.name} is {state['state']}: {state.get('message') or ''} "
+                f"(see `bastion apps logs {resource.name}`)"
+            )
+        ctx.say(f"  app {resource.name} running at {app['url']}")
+
+    def delete(self, ctx: Context, entry: Entry) -> None:
+        from bastion.client.apps import app_path
+
+        with contextlib.suppress(NotFound):
+            ctx.client.request("DELETE", app_path(entry["name"]))
+
+
 HANDLERS: tuple[Handler, ...] = tuple(
     sorted(
         (
@@ -752,6 +914,7 @@ HANDLERS: tuple[Handler, ...] = tuple(
             Views(),
             Grants(),
             RedTeamScans(),
+            Apps(),
         ),
         key=lambda h: h.order,
     )

@@ -3,9 +3,6 @@ get, list, logs (``--follow``), delete — thin commands over the REST API."""
 
 from __future__ import annotations
 
-import hashlib
-import io
-import tarfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +14,6 @@ from bastion.cli.common import client, err_console, print_json, print_table
 
 apps = typer.Typer(help="Apps behind Bastion's sign-in (docs/apps.md).", no_args_is_help=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-_SKIPPED = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".mypy_cache", ".ruff_cache"}
 
 
 def _path(name: str, suffix: str = "") -> str:
@@ -96,19 +92,6 @@ def stop(name: str) -> None:
     typer.echo(f"{name}: {body['app_status']['state']}")
 
 
-def pack_folder(folder: Path) -> bytes:
-    """The folder as a .tar.gz of its regular files (caches and virtualenvs left out)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if any(part in _SKIPPED for part in relative.parts):
-                continue
-            if path.is_file() and not path.is_symlink():
-                tar.add(path, arcname=str(relative), recursive=False)
-    return buffer.getvalue()
-
-
 @apps.command("deploy")
 def deploy(
     name: str,
@@ -123,39 +106,25 @@ def deploy(
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for it to run.")] = False,
 ) -> None:
     """Deploy a new version of the app and start it."""
+    from bastion.client.apps import upload_source, wait_for_deployment, wait_while_deploying
+
     with client() as c:
         source = source_code_path
         local = Path(source_code_path)
         if not source.startswith("staging:") and local.is_dir():
-            data = pack_folder(local)
-            digest = hashlib.sha256(data).hexdigest()[:16]
-            staged = c.request(
-                "PUT",
-                f"/api/2.0/bastion/staging/files/apps/{quote(name, safe='')}/{digest}.tar.gz",
-                params={"overwrite": "true"},
-                content=data,
-                headers={"content-type": "application/octet-stream"},
-            )
-            source = staged["source"]
-            err_console.print(f"Uploaded {local} ({len(data)} bytes) as {source}.")
+            source, size = upload_source(c, name, local)
+            err_console.print(f"Uploaded {local} ({size} bytes) as {source}.")
         deployment = c.request(
             "POST", _path(name, "/deployments"), json={"source_code_path": source}
         )
         if no_wait:
             print_json(deployment)
             return
-        deployment_id = deployment["deployment_id"]
-        while deployment["status"]["state"] == "IN_PROGRESS":
-            time.sleep(1)
-            deployment = c.request("GET", _path(name, f"/deployments/{deployment_id}"))
+        deployment = wait_for_deployment(c, name, deployment)
         if deployment["status"]["state"] != "SUCCEEDED":
             err_console.print(f"[red]Deployment failed:[/red] {deployment['status']['message']}")
             raise typer.Exit(1)
-        app = c.request("GET", _path(name))
-        deadline = time.monotonic() + 120
-        while app["app_status"]["state"] == "DEPLOYING" and time.monotonic() < deadline:
-            time.sleep(1)
-            app = c.request("GET", _path(name))
+        app = wait_while_deploying(c, name)
     typer.echo(f"{name}: {app['app_status']['state']} at {c.host}{app['url']}")
 
 

@@ -129,7 +129,7 @@ def up(
 
 @app.command()
 def init(
-    template: Annotated[str, typer.Argument(help="The template: agent.")],
+    template: Annotated[str, typer.Argument(help="The template: agent or app.")],
     directory: Annotated[str | None, typer.Argument(help="A new or empty folder.")] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: the folder).")] = None,
 ) -> None:
