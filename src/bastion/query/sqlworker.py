@@ -276,7 +276,7 @@ def serve(conn: Connection, control_fd: int, config: WorkerConfig) -> None:
     """Set up the limits and the sandbox, then run jobs until the server goes away."""
     pa.set_cpu_count(config.threads)
     pa.set_io_thread_count(config.threads)
-    sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads)
+    sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads, config.storage_options)
     sandbox.cursor().execute("SELECT 1").fetchall()  # open the database before measuring
     baseline = vm_size()
     limit = config.address_space_mb * _MIB
