@@ -33,6 +33,9 @@ from bastion.bootstrap import initialize
 from bastion.errors import InvalidRequest
 from bastion.governance.securables import SecurableType
 from bastion.platform import Platform
+from bastion.query import runner
+from bastion.query.catalog import DeltaSource
+from bastion.query.workers import PoolConfig, WorkerPool
 from bastion.settings import Settings
 from bastion.tables import delta
 from bastion.tables.storage import StorageUnavailable, TableStorage, storage_options
@@ -556,7 +559,7 @@ def test_every_table_kind_is_read_from_the_store_by_a_granted_user_only(
                 json={"name": "granted", "config": {"served_entities": [external_entity(stub)]}},
             )
             assert created.status_code == 200, created.text
-            for n in range(3):
+            for _ in range(3):
                 reply = admin.post(
                     "/serving-endpoints/granted/invocations",
                     json={"messages": [{"role": "user", "content": "hi"}]},
@@ -722,6 +725,52 @@ def test_an_outage_keeps_rows_in_the_wal_answers_503_and_heals(
         gate.stop()
         stub.shutdown()
         stub.server_close()
+
+
+def test_a_sql_worker_that_cannot_reach_the_store_answers_503_without_its_address(
+    s3: S3Server, tmp_path: Path
+) -> None:
+    """The store goes away between authorization (the server's snapshot) and the worker's
+    read: the statement fails as unavailable, naming no endpoint or bucket, and heals."""
+    gate = Gate(s3.port)
+    settings = Settings(
+        home=tmp_path,
+        **storage_settings(gate.endpoint, fresh_root(), s3_timeout_s=2, s3_connect_timeout_s=1),
+    )
+    storage = TableStorage.from_settings(settings)
+    uri = storage.location("main.default.t")
+    table = delta.create_table_if_missing(
+        uri, pa.schema([("id", pa.int64())]), storage_options=storage.options
+    )
+    delta.append(table, pa.table({"id": pa.array(range(100), pa.int64())}))
+    source = DeltaSource.of(table, uri)
+    pool = WorkerPool(PoolConfig(workers=1, per_principal=1, storage_options=storage.options))
+
+    def count() -> Any:
+        limits = runner.Limits(
+            pool=pool,
+            principal=1,
+            deadline=time.monotonic() + 60,
+            timeout_s=60.0,
+            native_scan_bytes=0,
+        )
+        rows, _ = runner.run(
+            "SELECT count(*) AS n FROM t", {"t": source}, {}, limits, max_rows=None
+        )
+        return rows.to_pylist()
+
+    try:
+        gate.close()
+        with pytest.raises(StorageUnavailable) as refused:
+            count()
+        assert refused.value.status_code == 503
+        for detail in (gate.endpoint, BUCKET, SECRET_KEY):
+            assert detail not in refused.value.message
+        gate.open()
+        assert count() == [{"n": 100}]
+    finally:
+        pool.close()
+        gate.stop()
 
 
 # -- bastion up: start-up errors, and kill -9 of the whole server --------------------------------

@@ -31,6 +31,8 @@ OOM = "oom"  # out of memory: DuckDB's limit, the address-space limit, or a Memo
 INTERRUPTED = "interrupted"  # the server asked it to stop
 INVALID = "invalid"  # DuckDB refused the statement (binder, parser, conversion errors...)
 TOO_LARGE = "too_large"  # one row is larger than a frame may be
+UNAVAILABLE = "unavailable"  # the table storage (an object store) could not be read now
+UNAVAILABLE = "unavailable"  # an object store holding a table could not be read now
 INTERNAL = "internal"  # anything else: a bug
 
 INTERRUPT = struct.Struct("<q")

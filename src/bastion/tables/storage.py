@@ -186,7 +186,6 @@ class TableStorage:
                 f"The table storage {self.root} cannot be reached: {_one_line(exc)}"
             ) from None
 
-
     def _brief_options(self) -> dict[str, str]:
         """Options for delta-rs's file-system handler (listing, deleting), which holds the GIL
         while it waits on the store: one retry, and every request bounded by the connect
