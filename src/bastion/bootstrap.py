@@ -13,13 +13,8 @@ from bastion.identity.model import ADMINS_GROUP, USERS_GROUP, PrincipalKind
 from bastion.platform import Platform
 from bastion.tables.columns import parse_column
 from bastion.tables.delta import create_table_if_missing
-from bastion.tables.system import (
-    SYSTEM_CATALOG,
-    SYSTEM_SCHEMAS,
-    SYSTEM_TABLES,
-    SystemTable,
-    location,
-)
+from bastion.tables.storage import reachable
+from bastion.tables.system import SYSTEM_CATALOG, SYSTEM_SCHEMAS, SYSTEM_TABLES, SystemTable
 
 ADMIN_USER = "admin"
 
@@ -103,13 +98,27 @@ def ensure_system_catalog(platform: Platform, admin_id: int) -> None:
 
 
 def register_system_table(platform: Platform, table: SystemTable, owner_id: int) -> None:
-    """Register a platform table in the catalog and create its (empty) Delta table."""
-    uri = location(platform.settings.warehouse_dir, table.full_name)
+    """Register a platform table in the catalog and create its (empty) Delta table.
+
+    A table registered while the tables lived elsewhere (``BASTION_TABLE_STORAGE`` changed)
+    is pointed at its location in the current storage; its old files are not moved.
+    """
+    storage = platform.table_storage
+    uri = storage.location(table.full_name)
     schema_name = table.full_name.rsplit(".", 1)[0]
     existing = {
-        i.full_name for i in platform.governance.list_securables(SecurableType.TABLE, schema_name)
+        i.full_name: i
+        for i in platform.governance.list_securables(SecurableType.TABLE, schema_name)
     }
-    if table.full_name not in existing:
+    info = existing.get(table.full_name)
+    if info is not None and info.properties.get("storage_location") != uri:
+        platform.governance.update(
+            SecurableType.TABLE,
+            table.full_name,
+            updated_by=ADMIN_USER,
+            properties={"storage_location": uri},
+        )
+    if info is None:
         columns = [parse_column({"name": n, "type_text": t}) for n, t in table.columns]
         platform.governance.create(
             SecurableType.TABLE,
@@ -121,11 +130,14 @@ def register_system_table(platform: Platform, table: SystemTable, owner_id: int)
                 "table_type": "MANAGED",
                 "data_source_format": "DELTA",
                 "columns": [c.as_dict(i) for i, c in enumerate(columns)],
-                "storage_location": str(uri),
+                "storage_location": uri,
             },
         )
-    uri.mkdir(parents=True, exist_ok=True)
-    create_table_if_missing(str(uri), table.schema, name=table.full_name)
+    storage.prepare(uri)
+    with reachable(f"create {table.full_name}"):
+        create_table_if_missing(
+            uri, table.schema, name=table.full_name, storage_options=storage.options
+        )
 
 
 def _create_main_catalog(platform: Platform, admin_id: int) -> None:

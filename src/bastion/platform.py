@@ -18,6 +18,7 @@ from bastion.identity.store import IdentityStore
 from bastion.identity.throttle import LoginThrottle
 from bastion.metastore.db import Metastore, create_metastore_engine, upgrade
 from bastion.settings import Settings
+from bastion.tables.storage import TableStorage
 from bastion.tables.writer import DurableWriter
 
 
@@ -41,6 +42,9 @@ class Platform:
         self.clock: Clock = clock or SystemClock()
         # Owner-only: the metastore, the signing key, staged uploads and every table live here.
         settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Every Delta table: BASTION_HOME/warehouse or an object store (docs/storage.md).
+        self.table_storage = TableStorage.from_settings(settings)
+        self.table_storage.check()
         engine = create_metastore_engine(settings.resolved_database_url)
         upgrade(engine)
         self.metastore = Metastore(engine)
@@ -56,7 +60,7 @@ class Platform:
             flush_interval_s=settings.writer_flush_interval_s,
             clock=self.clock,
         )
-        self.audit = DeltaAuditSink(self.writer, settings.warehouse_dir)
+        self.audit = DeltaAuditSink(self.writer, self.table_storage)
         self.throttle = LoginThrottle(
             self.clock, settings.login_max_failures, settings.login_lockout_s
         )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Everything Bastion can be configured with. Each field maps to ``BASTION_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(
         default=Path(".bastion"),
@@ -93,6 +93,64 @@ class Settings(BaseSettings):
     )
     writer_flush_interval_s: float = Field(
         default=2.0, description="Longest a logged row waits before its Delta commit."
+    )
+
+    # -- where Delta tables live (docs/storage.md); the writer's WAL stays in BASTION_HOME ---
+    table_storage: str | None = Field(
+        default=None,
+        description="Where every Delta table lives: a local folder, or s3://bucket/prefix on "
+        "an S3-compatible object store (AWS S3, MinIO, R2...). Default: BASTION_HOME/warehouse.",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        description="Endpoint of an S3-compatible store (e.g. http://minio:9000); unset for "
+        "AWS S3. Also read from AWS_ENDPOINT_URL.",
+    )
+    s3_region: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"),
+        description="Region of the bucket. Also read from AWS_REGION / AWS_DEFAULT_REGION.",
+    )
+    s3_access_key_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        description="Access key; unset on AWS to use the usual credential chain (instance or "
+        "pod role, profile). Also read from AWS_ACCESS_KEY_ID.",
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+        description="Secret key (never logged). Also read from AWS_SECRET_ACCESS_KEY.",
+    )
+    s3_session_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BASTION_S3_SESSION_TOKEN", "AWS_SESSION_TOKEN"),
+        description="Session token of temporary credentials. Also read from AWS_SESSION_TOKEN.",
+    )
+    s3_allow_http: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("BASTION_S3_ALLOW_HTTP", "AWS_ALLOW_HTTP"),
+        description="Allow a plain-HTTP endpoint (a store on loopback or a private network).",
+    )
+    s3_virtual_hosted_style: bool = Field(
+        default=False,
+        description="Address the bucket as bucket.endpoint instead of endpoint/bucket.",
+    )
+    s3_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest one request to the object store may take, retries included; "
+        "a commit that fails stays in the writer's WAL and is retried later.",
+    )
+    s3_connect_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest a connection to the object store may take."
+    )
+    s3_allow_unsafe_rename: bool = Field(
+        default=False,
+        description="For a store without conditional writes (If-None-Match) only, and only "
+        "with ONE writing replica: commit without put-if-absent. Two replicas writing then "
+        "lose commits. See docs/storage.md.",
     )
 
     gil_switch_interval_ms: float = Field(

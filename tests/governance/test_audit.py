@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from deltalake import DeltaTable
 
-from bastion.tables.system import AUDIT, location
+from bastion.tables.system import AUDIT
 from conftest import RunningServer, create_user
 
 UC = "/api/2.1/unity-catalog"
@@ -31,7 +31,7 @@ def test_state_changes_logins_and_data_decisions_are_audited(server: RunningServ
         assert user.get(f"{UC}/tables/main.default.facts").status_code == 200
     server.platform.audit.flush()
 
-    rows = DeltaTable(str(location(server.platform.settings.warehouse_dir, AUDIT.full_name)))
+    rows = DeltaTable(server.platform.table_storage.location(AUDIT.full_name))
     events = rows.to_pyarrow_table().to_pylist()
     by_action: dict[str, list[dict]] = {}  # type: ignore[type-arg]
     for event in events:

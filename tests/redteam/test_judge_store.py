@@ -22,7 +22,7 @@ from bastion.redteam.store import (
     read_scans,
 )
 from bastion.tables import delta
-from bastion.tables.system import define_table, location
+from bastion.tables.system import define_table
 
 NEW_SCAN_COLUMNS = {
     "judge_version",
@@ -42,7 +42,7 @@ def _old_table(platform: Platform, table: Any, new: set[str], row: dict[str, Any
     old = define_table(
         table.full_name, table.key, table.comment, [c for c in table.columns if c[0] not in new]
     )
-    uri = str(location(platform.settings.warehouse_dir, table.full_name))
+    uri = platform.table_storage.location(table.full_name)
     created = delta.create_table_if_missing(uri, old.schema, name=table.full_name)
     data = pa.Table.from_pylist([{n: row.get(n) for n in old.schema.names}], schema=old.schema)
     delta.append(created, data)
@@ -58,7 +58,7 @@ def test_tables_created_before_the_judge_columns_keep_working(platform: Platform
     )
     ensure_redteam_tables(platform)
     for table in (SCANS, RESULTS):
-        uri = str(location(platform.settings.warehouse_dir, table.full_name))
+        uri = platform.table_storage.location(table.full_name)
         opened = delta.open_table(uri)
         assert opened is not None
         assert {f.name for f in opened.schema().fields} == set(table.schema.names)

@@ -14,7 +14,6 @@ import pytest
 from deltalake import DeltaTable
 
 from bastion.observability.tracing import SPANS
-from bastion.tables.system import location
 from conftest import RunningServer, create_user
 from upstream_stub import StubServer, external_entity, start_stub
 
@@ -61,7 +60,7 @@ def openai_client(server: RunningServer, token: str | None = None) -> openai.Ope
 def spans_of(server: RunningServer, request_id: str, names: set[str]) -> dict[str, dict[str, Any]]:
     """The spans of one request, once the named ones have reached the table."""
     platform = server.platform
-    uri = str(location(platform.settings.warehouse_dir, SPANS.full_name))
+    uri = platform.table_storage.location(SPANS.full_name)
     deadline = time.monotonic() + 20
     while True:
         platform.writer.flush()
@@ -247,7 +246,7 @@ def test_input_pii_is_masked_upstream_and_in_the_payload_log(
     assert spans["guardrails input"]["attributes"]["bastion.guardrail.action"] == "masked"
     platform = server.platform
     platform.writer.flush()
-    payload = location(platform.settings.warehouse_dir, "main.default.masked_payload")
+    payload = platform.table_storage.location("main.default.masked_payload")
     rows = DeltaTable(str(payload)).to_pyarrow_table().to_pylist()
     row = next(r for r in rows if r["request_id"] == request_id)
     assert "ann.lee@example.com" not in row["request"]

@@ -30,7 +30,6 @@ from bastion.observability.tracing import (
 from bastion.platform import Platform
 from bastion.serving.control.routing import Upstream
 from bastion.serving.protocols import ChatRequest, ClientApi
-from bastion.tables.system import location
 from conftest import RunningServer, ServerThread, make_settings
 from upstream_stub import StubServer, deploy_stub_model, start_stub
 
@@ -45,7 +44,7 @@ def services(tmp_path: Path) -> Iterator[Platform]:
 
 def _spans(platform: Platform) -> list[dict[str, Any]]:
     platform.writer.flush()
-    uri = location(platform.settings.warehouse_dir, SPANS.full_name)
+    uri = platform.table_storage.location(SPANS.full_name)
     rows: list[dict[str, Any]] = DeltaTable(str(uri)).to_pyarrow_table().to_pylist()
     for row in rows:
         row["attributes"] = dict(row["attributes"] or [])
@@ -417,7 +416,7 @@ def test_gateway_request_trace_joins_its_payload_row(services: Platform, stub: S
             assert reply.status_code == 200, reply.text
             request_id = reply.headers["x-request-id"]
     services.writer.flush()  # the server's shutdown drained its tracer into the writer
-    payload = location(services.settings.warehouse_dir, "main.default.helpdesk_payload")
+    payload = services.table_storage.location("main.default.helpdesk_payload")
     rows = DeltaTable(str(payload)).to_pyarrow_table(columns=["request_id", "trace_id"])
     assert rows.to_pylist() == [{"request_id": request_id, "trace_id": trace_id}]
     spans = [s for s in _spans(services) if s["trace_id"] == trace_id]

@@ -9,6 +9,11 @@ they share).
         the WAL segment is retired.
     python writer_child.py replay WAL_DIR TABLE_URI
         opens the WAL again, flushes, and prints the writer's stats as JSON.
+
+``--prefix P`` names the row keys ``P-00000001``...; ``--start-file F`` makes ``append`` wait
+until F exists (so that several children start appending together); ``--commit-every N``
+commits after every N rows. A table on an object
+store takes its delta-rs storage options (JSON) from ``WRITER_CHILD_STORAGE_OPTIONS``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import dataclasses
 import datetime as dt
 import os
 import sys
+import time
 from typing import Any
 
 import orjson
@@ -54,7 +60,15 @@ def payload_schema() -> pa.Schema:
 
 
 def payload_spec(uri: str) -> TableSpec:
-    return TableSpec(TABLE, uri, payload_schema(), key="request_id", partition_by=("request_date",))
+    options = orjson.loads(os.environ.get("WRITER_CHILD_STORAGE_OPTIONS") or "null")
+    return TableSpec(
+        TABLE,
+        uri,
+        payload_schema(),
+        key="request_id",
+        partition_by=("request_date",),
+        storage_options=options,
+    )
 
 
 BASE_TIME = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -87,6 +101,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("uri")
     parser.add_argument("--rows", type=int, default=10**9)
     parser.add_argument("--flush-rows", type=int, default=200)
+    parser.add_argument("--prefix", default="req")
+    parser.add_argument("--start-file")
+    parser.add_argument("--commit-every", type=int, default=0)
     args = parser.parse_args(argv)
     spec = payload_spec(args.uri)
 
@@ -95,9 +112,13 @@ def main(argv: list[str]) -> int:
             args.wal_dir, flush_rows=args.flush_rows, flush_interval_s=0.05, fsync_interval_s=0.05
         ).start()
         writer.register(spec)
+        while args.start_file and not os.path.exists(args.start_file):
+            time.sleep(0.01)
         for i in range(args.rows):
-            writer.append(TABLE, payload_row(i))
-            print(f"req-{i:08d}", flush=True)
+            writer.append(TABLE, payload_row(i, args.prefix))
+            print(f"{args.prefix}-{i:08d}", flush=True)
+            if args.commit_every and (i + 1) % args.commit_every == 0:
+                writer.flush()  # one Delta commit per this many rows
         writer.close()
     elif args.mode == "crash-after-commit":
 

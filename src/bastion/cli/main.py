@@ -107,6 +107,7 @@ def up(
     ] = False,
 ) -> None:
     """Initialise BASTION_HOME on first run and start the server."""
+    from bastion.errors import BastionError
     from bastion.server.run import serve
     from bastion.settings import Settings
 
@@ -120,10 +121,11 @@ def up(
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         serve(settings, default_model=not no_default_model)
-    except ValueError as exc:
+    except (ValueError, BastionError) as exc:  # settings, storage: one line, no traceback
         from bastion.cli.common import err_console
 
-        err_console.print(f"[red]Error:[/red] {exc}", highlight=False)
+        message = exc.message if isinstance(exc, BastionError) else str(exc)
+        err_console.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

@@ -7,14 +7,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bastion.tables.delta import open_table
-from bastion.tables.system import AUDIT, location
+from bastion.tables.storage import TableStorage, reachable
+from bastion.tables.system import AUDIT
 from bastion.tables.writer import DurableWriter
 
 # Never written to an audit row, whatever the request carried.
@@ -118,10 +118,11 @@ class DeltaAuditSink:
     ``emit`` only appends to the writer's write-ahead log, so it never waits on Delta.
     """
 
-    def __init__(self, writer: DurableWriter, warehouse: Path) -> None:
+    def __init__(self, writer: DurableWriter, storage: TableStorage) -> None:
         self._writer = writer
-        self._uri = str(location(warehouse, AUDIT.full_name))
-        writer.register(AUDIT.spec(warehouse))
+        self._storage = storage
+        self._uri = storage.location(AUDIT.full_name)
+        writer.register(AUDIT.spec(storage))
 
     def emit(self, event: AuditEvent) -> None:
         self._writer.append(AUDIT.full_name, event.as_row())
@@ -142,10 +143,6 @@ class DeltaAuditSink:
     ) -> list[dict[str, Any]]:
         """Newest events first, in ``system.access.audit``'s row shape (for admins)."""
         self.flush()
-        table = open_table(self._uri)
-        if table is None:
-            return []
-        data = table.to_pyarrow_dataset()
         condition = None
         for clause in (
             pc.field("event_time") >= pa.scalar(_ts(since_ms), pa.timestamp("us", tz="UTC"))
@@ -156,7 +153,11 @@ class DeltaAuditSink:
         ):
             if clause is not None:
                 condition = clause if condition is None else condition & clause
-        rows = data.to_table(filter=condition)
+        with reachable("read the audit log"):
+            table = open_table(self._uri, storage_options=self._storage.options)
+            if table is None:
+                return []
+            rows = table.to_pyarrow_dataset().to_table(filter=condition)
         rows = rows.sort_by([("event_time", "descending")]).slice(0, limit)
         out = rows.to_pylist()
         for row in out:

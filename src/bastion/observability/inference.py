@@ -24,7 +24,7 @@ from bastion.observability.payload_tables import (
     payload_table_name,
 )
 from bastion.platform import Platform
-from bastion.tables.system import ENDPOINT_USAGE, SERVED_ENTITIES, location, payload_table
+from bastion.tables.system import ENDPOINT_USAGE, SERVED_ENTITIES, payload_table
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class InferenceLogger:
         self._entities: set[str] = set()
         self._lock = threading.Lock()
         for table in (ENDPOINT_USAGE, SERVED_ENTITIES):
-            self._writer.register(table.spec(platform.settings.warehouse_dir))
+            self._writer.register(table.spec(platform.table_storage))
         self._replay_payload_logs()
 
     def _replay_payload_logs(self) -> None:
@@ -61,7 +61,7 @@ class InferenceLogger:
             if not any(directory.iterdir()):
                 continue
             if directory.name in bound:
-                spec = payload_table(directory.name).spec(self._platform.settings.warehouse_dir)
+                spec = payload_table(directory.name).spec(self._platform.table_storage)
                 self._writer.register(spec)
             else:
                 logger.warning(
@@ -97,7 +97,7 @@ class InferenceLogger:
             except Conflict as exc:
                 logger.error("not logging requests of endpoint %s: %s", endpoint, exc.message)
                 return None
-            self._writer.register(payload_table(name).spec(self._platform.settings.warehouse_dir))
+            self._writer.register(payload_table(name).spec(self._platform.table_storage))
             self._bound[endpoint] = (name, endpoint_id, self._platform.metastore.generation)
         return name
 
@@ -205,4 +205,4 @@ class InferenceLogger:
             )
 
 
-__all__ = ["InferenceLogger", "location", "payload_table_name"]
+__all__ = ["InferenceLogger", "payload_table_name"]

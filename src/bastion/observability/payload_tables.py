@@ -15,7 +15,6 @@ endpoint that served them, so:
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from bastion.errors import Conflict, NotFound
@@ -25,7 +24,8 @@ from bastion.metastore.models import ServingEndpointRow
 from bastion.platform import Platform
 from bastion.tables.columns import parse_column
 from bastion.tables.delta import create_table_if_missing
-from bastion.tables.system import location, payload_table
+from bastion.tables.storage import reachable
+from bastion.tables.system import payload_table
 
 BINDING_KEY = "bastion_binding"
 PAYLOAD_PURPOSE = "inference_payload"
@@ -112,12 +112,12 @@ def bind_payload_table(
     check_payload_table(platform, full_name, endpoint_id=endpoint_id, owner_id=owner_id)
     governance = platform.governance
     table = payload_table(full_name)
-    uri = location(platform.settings.warehouse_dir, full_name)
+    storage = platform.table_storage
+    uri = storage.location(full_name)
     try:
         info = governance.get(SecurableType.TABLE, full_name)
     except NotFound:
-        if uri.exists():  # the files of a dropped table of this name: never carried over
-            shutil.rmtree(uri)
+        storage.remove(uri)  # the files of a dropped table of this name: never carried over
         columns = [parse_column({"name": n, "type_text": t}) for n, t in table.columns]
         info = governance.create(
             SecurableType.TABLE,
@@ -129,20 +129,26 @@ def bind_payload_table(
                 "table_type": "MANAGED",
                 "data_source_format": "DELTA",
                 "columns": [c.as_dict(i) for i, c in enumerate(columns)],
-                "storage_location": str(uri),
+                "storage_location": uri,
                 **_binding(endpoint_id),
             },
         )
     else:
-        if bound_endpoint(info) != endpoint_id:
-            info = governance.update(
-                SecurableType.TABLE,
-                full_name,
-                updated_by=created_by,
-                properties=_binding(endpoint_id),
-            )
-    uri.mkdir(parents=True, exist_ok=True)
-    create_table_if_missing(str(uri), table.schema, name=full_name)
+        moved = info.properties.get("storage_location") != uri  # BASTION_TABLE_STORAGE changed
+        if bound_endpoint(info) == endpoint_id and not moved:
+            # Already this endpoint's table, created when it was bound. The logger checks
+            # again after every catalog change, inside requests: no storage round trip here
+            # (an object store that is down must not cost a request its payload row).
+            return info
+        info = governance.update(
+            SecurableType.TABLE,
+            full_name,
+            updated_by=created_by,
+            properties={**_binding(endpoint_id), "storage_location": uri},
+        )
+    storage.prepare(uri)
+    with reachable(f"create {full_name}"):
+        create_table_if_missing(uri, table.schema, name=full_name, storage_options=storage.options)
     return info
 
 

@@ -92,7 +92,7 @@ def ensure_tracing_table(platform: Platform) -> None:
     owner = admin.id if admin else 1
     with contextlib.suppress(AlreadyExists):  # another replica registered it just now
         register_system_table(platform, SPANS, owner)
-    platform.writer.register(SPANS.spec(platform.settings.warehouse_dir))
+    platform.writer.register(SPANS.spec(platform.table_storage))
 
 
 def _gen_ai_system(entity: Any) -> str:

@@ -16,11 +16,12 @@ import sqlglot
 from deltalake import DeltaTable
 from sqlglot import exp
 
-from bastion.errors import InvalidRequest, NotFound
+from bastion.errors import InvalidRequest
 from bastion.governance.authorizer import Node
 from bastion.governance.securables import SecurableType
 from bastion.governance.store import SecurableInfo
 from bastion.platform import Platform
+from bastion.tables.storage import reachable
 
 
 @dataclass
@@ -126,21 +127,25 @@ class CatalogCache:
         return tree.copy()
 
     def source(self, location: str) -> DeltaSource:
-        """The current snapshot of the Delta table at ``location``."""
+        """The current snapshot of the Delta table at ``location``.
+
+        A table that does not exist is :class:`NotFound`; storage that cannot be reached
+        (an object store that is down) is a 503, never a 500.
+        """
+        storage = self._platform.table_storage
         with self._lock:
             table = self._tables.get(location)
-            try:
+            with reachable("read the table"):
                 if table is None:
-                    table = DeltaTable(location)
+                    table = DeltaTable(location, storage_options=storage.options_for(location))
                     self._tables[location] = table
                 else:
                     table.update_incremental()
-            except Exception as error:  # a missing or unreadable table directory
-                raise NotFound(f"The data of this table cannot be read: {error}") from None
             key = (location, table.version())
             source = self._sources.get(key)
             if source is None:
-                source = DeltaSource.of(table, location)
+                with reachable("read the table"):
+                    source = DeltaSource.of(table, location)
                 for old in [k for k in self._sources if k[0] == location]:
                     del self._sources[old]
                 self._sources[key] = source

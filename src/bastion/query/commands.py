@@ -120,7 +120,7 @@ def _history(ctx: Context, m: dict[str, str | None]) -> pa.Table:
     limit = int(m["limit"] or 0) or None
     if limit is not None and not 1 <= limit <= 100_000:
         raise InvalidRequest("DESCRIBE HISTORY ... LIMIT takes 1 to 100000.")
-    return metadata.describe_history(info, limit)
+    return metadata.describe_history(info, limit, ctx.platform.table_storage)
 
 
 def _describe(ctx: Context, m: dict[str, str | None]) -> pa.Table:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +20,7 @@ from bastion.query.names import qualify, table_parts
 from bastion.query.result import describe_type, message_table, storable_type
 from bastion.tables.columns import Column, arrow_schema, arrow_type, parse_column
 from bastion.tables.delta import create_table_if_missing
+from bastion.tables.storage import reachable
 
 _COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -330,8 +329,12 @@ def insert(ctx: Context, tree: exp.Insert) -> pa.Table:
     schema = arrow_schema(columns)
     with ctx.stream(_source_query(tree.expression)) as result:
         _conform(result.schema.empty_table(), schema, names)  # the shape, before any row
+        with reachable(f"insert into {full_name}"):
+            table = DeltaTable(
+                location, storage_options=ctx.platform.table_storage.options_for(location)
+            )
         count = _append(
-            DeltaTable(location),
+            table,
             schema,
             (_conform(pa.Table.from_batches([b]), schema, names) for b in result),
         )
@@ -363,7 +366,8 @@ def _append(table: DeltaTable, schema: pa.Schema, parts: Iterator[pa.Table]) -> 
 
     reader = pa.RecordBatchReader.from_batches(schema, batches())
     try:
-        write_deltalake(table, reader, mode="append")
+        with reachable("write the table"):
+            write_deltalake(table, reader, mode="append")
     except Exception:
         if failure:
             raise failure[0] from None
@@ -454,9 +458,10 @@ def _create_managed(
 ) -> int:
     """Register a managed Delta table the way the REST API does, then stream ``rows`` in.
 
-    If anything fails, the table is unregistered and its directory removed.
+    If anything fails, the table is unregistered and its files removed.
     """
-    location = ctx.platform.settings.warehouse_dir.joinpath(*full_name.split(".")).resolve()
+    storage = ctx.platform.table_storage
+    location = storage.location(full_name)
     ctx.platform.governance.create(
         SecurableType.TABLE,
         full_name,
@@ -467,19 +472,25 @@ def _create_managed(
             "table_type": "MANAGED",
             "data_source_format": "DELTA",
             "columns": [c.as_dict(i) for i, c in enumerate(columns)],
-            "storage_location": str(location),
+            "storage_location": location,
             "user_properties": {},
         },
     )
     try:
-        if location.exists():
-            shutil.rmtree(location)
-        location.mkdir(parents=True)
-        table = create_table_if_missing(str(location), schema, name=full_name, description=comment)
+        storage.remove(location)  # the files of a dropped table of this name, if any
+        storage.prepare(location)
+        with reachable(f"create {full_name}"):
+            table = create_table_if_missing(
+                location,
+                schema,
+                name=full_name,
+                description=comment,
+                storage_options=storage.options,
+            )
         return _append(table, schema, rows)
     except BaseException:
         ctx.platform.governance.delete(SecurableType.TABLE, full_name)
-        shutil.rmtree(location, ignore_errors=True)
+        storage.discard(location)
         raise
 
 
@@ -509,8 +520,7 @@ def drop(ctx: Context, tree: exp.Drop) -> pa.Table:
         raise InvalidRequest(f"'{full_name}' is a {actual.lower()}; use DROP {actual}.")
     ctx.platform.governance.delete(securable_type, full_name)
     location = info.properties.get("storage_location")
-    warehouse = ctx.platform.settings.warehouse_dir.resolve()
-    if location and Path(location).resolve().is_relative_to(warehouse):
+    if location and ctx.platform.table_storage.is_managed(location):
         ctx.catalog.forget(location)
-        shutil.rmtree(location, ignore_errors=True)
+        ctx.platform.table_storage.discard(location)
     return pa.table({})

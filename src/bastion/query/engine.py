@@ -68,7 +68,7 @@ class QueryEngine:
         self.native_scan_bytes = native_scan_bytes
         self.max_result_bytes = settings.sql_inline_result_bytes
         self.catalog = CatalogCache(platform)
-        self.pool = WorkerPool(PoolConfig.from_settings(settings))
+        self.pool = WorkerPool(PoolConfig.from_settings(settings, platform.table_storage.options))
         self._finalizer = weakref.finalize(self, self.pool.close)
 
     def close(self) -> None:

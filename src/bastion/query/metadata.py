@@ -23,6 +23,7 @@ from bastion.governance.store import SecurableInfo
 from bastion.identity.model import Caller
 from bastion.platform import Platform
 from bastion.query.catalog import CatalogCache
+from bastion.tables.storage import TableStorage, reachable
 
 SYSTEM_CATALOG = "system"
 OBJECT_PRIVILEGES = frozenset(
@@ -433,15 +434,13 @@ _HISTORY_SCHEMA = pa.schema(
 )
 
 
-def describe_history(info: SecurableInfo, limit: int | None) -> pa.Table:
+def describe_history(info: SecurableInfo, limit: int | None, storage: TableStorage) -> pa.Table:
     """``DESCRIBE HISTORY``: the table's Delta commits, newest first (Databricks' columns)."""
     location = info.properties.get("storage_location")
     if info.properties.get("table_type") == "VIEW" or not location:
         raise InvalidRequest(f"'{info.full_name}' is a view; only tables have a history.")
-    try:
-        commits = DeltaTable(str(location)).history(limit)
-    except Exception as error:  # a missing or unreadable table directory
-        raise NotFound(f"The history of '{info.full_name}' cannot be read: {error}") from None
+    with reachable(f"read the history of '{info.full_name}'"):
+        commits = DeltaTable(location, storage_options=storage.options_for(location)).history(limit)
 
     def pairs(value: object) -> list[tuple[str, str]]:
         items = value.items() if isinstance(value, dict) else []

@@ -14,8 +14,9 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,9 +51,14 @@ class PoolConfig:
     per_principal: int = 2
     grace_s: float = 5.0
     start_timeout_s: float = 60.0
+    storage_options: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """delta-rs options of the table storage (credentials): sent over the job pipe, never on
+    a command line or in the environment."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PoolConfig:
+    def from_settings(
+        cls, settings: Settings, storage_options: Mapping[str, str] | None = None
+    ) -> PoolConfig:
         return cls(
             workers=settings.sql_workers,
             threads=settings.sql_worker_threads,
@@ -60,6 +66,7 @@ class PoolConfig:
             address_space_mb=settings.sql_worker_address_space_mb,
             per_principal=settings.sql_max_running_per_principal,
             grace_s=settings.sql_worker_grace_s,
+            storage_options=dict(storage_options or {}),
         )
 
     @property
@@ -188,6 +195,7 @@ def spawn(config: PoolConfig) -> WorkerProcess:
                 memory_limit_mb=config.memory_limit_mb,
                 threads=config.threads,
                 address_space_mb=config.address_space_mb,
+                storage_options=dict(config.storage_options),
             )
         )
         if not parent.poll(config.start_timeout_s):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -31,6 +31,8 @@ OOM = "oom"  # out of memory: DuckDB's limit, the address-space limit, or a Memo
 INTERRUPTED = "interrupted"  # the server asked it to stop
 INVALID = "invalid"  # DuckDB refused the statement (binder, parser, conversion errors...)
 TOO_LARGE = "too_large"  # one row is larger than a frame may be
+UNAVAILABLE = "unavailable"  # the table storage (an object store) could not be read now
+UNAVAILABLE = "unavailable"  # an object store holding a table could not be read now
 INTERNAL = "internal"  # anything else: a bug
 
 INTERRUPT = struct.Struct("<q")
@@ -54,7 +56,8 @@ class DeltaSnapshot:
     """A Delta table the worker opens itself at a fixed, already authorized version.
 
     Used for the snapshots DuckDB cannot scan natively (partitioned tables, reader
-    features, object stores): the worker reads them as ``deltalake``'s Arrow dataset.
+    features, object stores): the worker reads them as ``deltalake``'s Arrow dataset, an
+    object store's with the ``storage_options`` of its :class:`WorkerConfig`.
     """
 
     location: str
@@ -76,6 +79,8 @@ class WorkerConfig:
     memory_limit_mb: int
     threads: int
     address_space_mb: int
+    storage_options: dict[str, str] = field(default_factory=dict, repr=False)
+    """How to reach tables on an object store (``DeltaSnapshot`` locations): credentials."""
 
 
 @dataclass(frozen=True)

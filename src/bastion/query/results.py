@@ -3,6 +3,7 @@ with a length cap and watched for the deadline, cancellation and the worker's de
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,9 @@ from bastion.query.processes import (
     decode,
 )
 from bastion.query.protocol import Job
+from bastion.tables.storage import StorageUnavailable
+
+logger = logging.getLogger(__name__)
 
 _POLL_S = 0.05
 
@@ -160,6 +164,12 @@ class ResultStream:
             return ResourceExhausted(message)
         if kind == protocol.INVALID:
             return QueryFailed(message)
+        if kind == protocol.UNAVAILABLE:  # the detail names the endpoint and bucket: log only
+            logger.warning("a SQL worker could not read the table storage: %s", message)
+            return StorageUnavailable(
+                "Could not read the table: the table storage is not reachable now; "
+                "try again shortly."
+            )
         return BastionError(f"The SQL worker failed: {message}")
 
     def _stopped_error(self, lost: str) -> BastionError:

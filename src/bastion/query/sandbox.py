@@ -38,9 +38,12 @@ _CACHED_DATASETS = 32
 class Sandbox:
     """The worker's shared locked database, and dedicated ones for large native scans."""
 
-    def __init__(self, memory_limit: str, threads: int) -> None:
+    def __init__(
+        self, memory_limit: str, threads: int, storage_options: Mapping[str, str] | None = None
+    ) -> None:
         self._memory_limit = memory_limit
         self._threads = threads
+        self._storage_options = dict(storage_options or {})
         self._database: duckdb.DuckDBPyConnection | None = None
         self._datasets: OrderedDict[tuple[Any, ...], ds.Dataset] = OrderedDict()
 
@@ -118,9 +121,12 @@ class Sandbox:
     def _delta(self, snapshot: DeltaSnapshot) -> ds.Dataset:
         from deltalake import DeltaTable  # only tables DuckDB cannot scan need it
 
+        options = self._storage_options if "://" in snapshot.location else {}
         return self._cached(
             ("delta", snapshot.location, snapshot.version),
-            lambda: DeltaTable(snapshot.location, version=snapshot.version).to_pyarrow_dataset(),
+            lambda: DeltaTable(
+                snapshot.location, version=snapshot.version, storage_options=options or None
+            ).to_pyarrow_dataset(),
         )
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import resource
 import select
 import signal
@@ -52,6 +53,8 @@ from bastion.query.protocol import (
     READY,
     SCHEMA,
     TOO_LARGE,
+    UNAVAILABLE,
+    DeltaSnapshot,
     Job,
     WorkerConfig,
     control,
@@ -249,15 +252,30 @@ def _run(conn: Connection, sandbox: Sandbox, state: _State, job: Job) -> None:
         _error(conn, INTERRUPTED, "The statement was interrupted.")
     except (duckdb.OutOfMemoryException, MemoryError, pa.ArrowMemoryError) as error:
         _error(conn, OOM, str(error) or type(error).__name__)
-    except duckdb.Error as error:
-        _error(conn, INVALID, str(error))
-    except (OSError, pa.ArrowException, ValueError, TypeError) as error:
-        # DuckDB's errors while the Arrow stream is read surface as these, with its message.
-        _error(conn, INTERRUPTED if state.interrupted else _kind_of(str(error)), str(error))
-    except Exception as error:  # a bug: reported, the worker carries on
-        _error(conn, INTERNAL, f"{type(error).__name__}: {error}")
+    except Exception as error:
+        if _store_failed(job, error):
+            _error(conn, UNAVAILABLE, " ".join(_ANSI.sub("", str(error)).split())[:500])
+        elif isinstance(error, duckdb.Error):
+            _error(conn, INVALID, str(error))
+        elif isinstance(error, (OSError, pa.ArrowException, ValueError, TypeError)):
+            # DuckDB's errors while the Arrow stream is read surface as these, with its message.
+            _error(conn, INTERRUPTED if state.interrupted else _kind_of(str(error)), str(error))
+        else:  # a bug: reported, the worker carries on
+            _error(conn, INTERNAL, f"{type(error).__name__}: {error}")
     finally:
         state.end()
+
+
+# An object store's client error as delta-rs words it ("Generic S3 error ... Error performing
+# GET http://endpoint/bucket/key ... error sending request"), however DuckDB or Arrow wrap it.
+_STORE_ERROR = re.compile(r"Generic \w+ error|Error performing [A-Z]+ |error sending request")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _store_failed(job: Job, error: Exception) -> bool:
+    """Whether reading a table on an object store failed (the store is down, say)."""
+    remote = any(isinstance(s, DeltaSnapshot) and "://" in s.location for s in job.sources.values())
+    return remote and _STORE_ERROR.search(str(error)) is not None
 
 
 def _kind_of(message: str) -> str:
@@ -276,7 +294,7 @@ def serve(conn: Connection, control_fd: int, config: WorkerConfig) -> None:
     """Set up the limits and the sandbox, then run jobs until the server goes away."""
     pa.set_cpu_count(config.threads)
     pa.set_io_thread_count(config.threads)
-    sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads)
+    sandbox = Sandbox(f"{config.memory_limit_mb}MiB", config.threads, config.storage_options)
     sandbox.cursor().execute("SELECT 1").fetchall()  # open the database before measuring
     baseline = vm_size()
     limit = config.address_space_mb * _MIB

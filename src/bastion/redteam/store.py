@@ -28,7 +28,8 @@ from bastion.redteam.models import (
     Verdict,
 )
 from bastion.tables import delta
-from bastion.tables.system import SystemTable, define_table, location
+from bastion.tables.storage import reachable
+from bastion.tables.system import SystemTable, define_table
 
 if TYPE_CHECKING:
     from bastion.platform import Platform
@@ -127,7 +128,7 @@ def ensure_redteam_tables(platform: Platform) -> None:
         if admin is not None:  # not initialised yet: writer only, the catalog comes later
             with contextlib.suppress(AlreadyExists):
                 register_system_table(platform, table, admin.id)
-        platform.writer.register(table.spec(platform.settings.warehouse_dir))
+        platform.writer.register(table.spec(platform.table_storage))
     if admin is not None:
         ensure_results_view(platform)
 
@@ -141,15 +142,18 @@ def upgrade_table(platform: Platform, table: SystemTable) -> list[str]:
     """
     from deltalake import Field
 
-    uri = str(location(platform.settings.warehouse_dir, table.full_name))
-    existing = delta.open_table(uri)
-    if existing is None:
-        return []
-    have = {f.name for f in existing.schema().fields}
-    missing = [f for f in table.schema if f.name not in have]
-    if not missing:
-        return []
-    existing.alter.add_columns([Field.from_arrow(f) for f in missing])
+    storage = platform.table_storage
+    with reachable(f"upgrade {table.full_name}"):
+        existing = delta.open_table(
+            storage.location(table.full_name), storage_options=storage.options
+        )
+        if existing is None:
+            return []
+        have = {f.name for f in existing.schema().fields}
+        missing = [f for f in table.schema if f.name not in have]
+        if not missing:
+            return []
+        existing.alter.add_columns([Field.from_arrow(f) for f in missing])
     logger.info("%s: added columns %s", table.full_name, ", ".join(f.name for f in missing))
     _refresh_catalog_columns(platform, table)
     return [f.name for f in missing]
@@ -398,12 +402,15 @@ class NullSink:
 
 
 def _read(platform: Platform, table: SystemTable, scan_ids: Iterable[str] | None) -> pa.Table:
-    uri = str(location(platform.settings.warehouse_dir, table.full_name))
+    storage = platform.table_storage
     with contextlib.suppress(BastionError):
         platform.writer.flush()
     try:
-        data = delta.read_table(uri)
-    except Exception:  # table not created yet
+        with reachable(f"read {table.full_name}"):
+            data = delta.read_table(
+                storage.location(table.full_name), storage_options=storage.options
+            )
+    except NotFound:  # table not created yet
         return table.schema.empty_table()
     if scan_ids is not None:
         wanted = pa.array(list(scan_ids), pa.string())

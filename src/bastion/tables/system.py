@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 
 from bastion.tables.columns import arrow_type
+from bastion.tables.storage import TableStorage
 from bastion.tables.writer import TableSpec
 
 SYSTEM_CATALOG = "system"
@@ -22,17 +22,15 @@ class SystemTable:
     comment: str
     columns: tuple[tuple[str, str], ...]  # (name, Databricks SQL type) as shown in the catalog
 
-    def spec(self, warehouse: Path) -> TableSpec:
+    def spec(self, storage: TableStorage) -> TableSpec:
+        """What the durable writer needs to append to this table in ``storage``."""
         return TableSpec(
             name=self.full_name,
-            uri=str(location(warehouse, self.full_name)),
+            uri=storage.location(self.full_name),
             schema=self.schema,
             key=self.key,
+            storage_options=storage.options,
         )
-
-
-def location(warehouse: Path, full_name: str) -> Path:
-    return warehouse.joinpath(*full_name.split(".")).resolve()
 
 
 _STRING_MAP = pa.map_(pa.string(), pa.string())

@@ -84,7 +84,8 @@ class TableSpec:
     schema: pa.Schema
     key: str
     partition_by: tuple[str, ...] = ()
-    storage_options: Mapping[str, str] | None = None
+    storage_options: Mapping[str, str] | None = field(default=None, repr=False)
+    """delta-rs options for ``uri`` (an object store's endpoint and credentials: never shown)."""
     field_names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

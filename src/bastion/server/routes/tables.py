@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -18,6 +16,7 @@ from bastion.server.auth import authenticated, platform_of
 from bastion.server.routes.catalogs import METASTORE_ID, delete_securable
 from bastion.tables.columns import Column, arrow_schema, parse_column
 from bastion.tables.delta import create_table_if_missing
+from bastion.tables.storage import reachable
 
 router = APIRouter(prefix="/api/2.1/unity-catalog", tags=["unityCatalog"])
 
@@ -77,7 +76,8 @@ def create_table(
     platform.authorizer.require(caller, Privilege.CREATE_TABLE, SecurableType.SCHEMA, schema_name)
     columns: list[Column] = [parse_column(c) for c in body.columns]
     schema = arrow_schema(columns)
-    location = platform.settings.warehouse_dir.joinpath(*full_name.split(".")).resolve()
+    storage = platform.table_storage
+    location = storage.location(full_name)
     info = platform.governance.create(
         SecurableType.TABLE,
         full_name,
@@ -88,15 +88,21 @@ def create_table(
             "table_type": "MANAGED",
             "data_source_format": "DELTA",
             "columns": [c.as_dict(i) for i, c in enumerate(columns)],
-            "storage_location": str(location),
+            "storage_location": location,
             "user_properties": body.properties or {},
         },
     )
     try:
-        if location.exists():
-            shutil.rmtree(location)
-        location.mkdir(parents=True)
-        create_table_if_missing(str(location), schema, name=full_name, description=body.comment)
+        storage.remove(location)  # the files of a dropped table of this name, if any
+        storage.prepare(location)
+        with reachable(f"create {full_name}"):
+            create_table_if_missing(
+                location,
+                schema,
+                name=full_name,
+                description=body.comment,
+                storage_options=storage.options,
+            )
     except Exception:
         platform.governance.delete(SecurableType.TABLE, full_name)
         raise
@@ -143,7 +149,6 @@ def delete_table(
     info = platform.governance.get(SecurableType.TABLE, name)
     delete_securable(platform, caller, SecurableType.TABLE, name, False)
     location = info.properties.get("storage_location")
-    warehouse = platform.settings.warehouse_dir.resolve()
-    if location and Path(location).resolve().is_relative_to(warehouse):
-        shutil.rmtree(location, ignore_errors=True)
+    if location and platform.table_storage.is_managed(location):
+        platform.table_storage.discard(location)
     return {}
