@@ -3,6 +3,7 @@ which reads with each one's forwarded token — so each sees exactly their own g
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
@@ -11,6 +12,7 @@ import httpx
 import pytest
 from browser import chromium, sign_in
 from payload_data import create_payload_table, sql
+from playwright.sync_api import expect
 
 from bastion.bootstrap import initialize
 from bastion.platform import Platform
@@ -153,3 +155,63 @@ def test_pages_render_with_their_states(env: Env) -> None:
         # Audit: alice is not granted system.access.audit.
         page.goto(f"{env.url}/apps/dashboard/audit")
         page.get_by_text("no access", exact=False).first.wait_for(timeout=60_000)
+
+
+def test_a_selected_row_shows_masks_and_filters_as_sql_and_stays_with_its_grants(
+    env: Env,
+) -> None:
+    stamp = "%Y-%m-%d %H:%M:%S"
+    window = (
+        f"request_time >= TIMESTAMP '{START:{stamp}}' AND request_time < TIMESTAMP '{END:{stamp}}'"
+    )
+    # Alice's SQL: her newest row (its requester masked), and no red-team rows (row filter)
+    # although the table has them (the admin sees them).
+    ((request_id, requester, request),) = _statement(
+        env.url,
+        env.alice,
+        "SELECT request_id, requester, request FROM main.default.kyoto_payload "
+        f"WHERE {window} AND status_code IS NOT NULL ORDER BY request_time DESC LIMIT 1",
+    )
+    assert str(requester).endswith("***")
+    redteam = f"SELECT count(*) FROM main.default.kyoto_payload WHERE {window} AND scan_type = "
+    assert int(str(_statement(env.url, env.alice, redteam + "'redteam'")[0][0])) == 0
+    assert int(str(_statement(env.url, ADMIN, redteam + "'redteam'")[0][0])) > 0
+    link = _ops_url(env, row=str(request_id))
+    with chromium() as browser:
+        alice = sign_in(browser, env.url, "alice@example.com", PASSWORD, quote(link))
+        detail = alice.locator('[data-testid="stMarkdownContainer"]', has_text="Request")
+        detail = detail.filter(has_text=str(request_id)).first
+        detail.wait_for(timeout=60_000)
+        shown = detail.inner_text()
+        assert str(requester) in shown  # the mask, exactly as her SQL returns it
+        assert "alice@example.com" not in shown and "carol@example.com" not in shown
+        # The request text, as her SQL returns it.
+        expect(alice.locator('textarea[aria-label="request"]')).to_have_value(
+            str(request), timeout=60_000
+        )
+        # The row filter: her view of red-team traffic is what her SQL counts, nothing.
+        alice.goto(env.url + _ops_url(env, scan_type="redteam"))
+        assert _metric(alice, "Requests") == "0"
+
+        # Bob opens alice's deep link, selected row included: his grants, so no access and
+        # nothing of the row.
+        bob = sign_in(browser, env.url, "bob@example.com", PASSWORD, quote(link))
+        bob.get_by_text("No access.", exact=False).first.wait_for(timeout=60_000)
+        assert bob.get_by_text(str(request)).count() == 0
+        assert bob.get_by_text(str(request_id)).count() == 0
+        # His signed-in browser is no credential for the API (the session cookie is the
+        # proxy's alone), and his own token is refused the table.
+        statement = {
+            "statement": "SELECT * FROM main.default.kyoto_payload",
+            "warehouse_id": "default",
+            "wait_timeout": "30s",
+        }
+        from_browser = bob.request.post(f"{env.url}/api/2.0/sql/statements", data=statement)
+        assert from_browser.status == 401 and str(request) not in from_browser.text()
+    with httpx.Client(
+        base_url=env.url, headers={"Authorization": f"Bearer {env.bob}"}, timeout=60
+    ) as client:
+        refused = client.post("/api/2.0/sql/statements", json=statement).json()
+    assert refused["status"]["state"] == "FAILED"
+    assert refused["status"]["error"]["bastion_error_code"] == "PERMISSION_DENIED"
+    assert str(request) not in json.dumps(refused)

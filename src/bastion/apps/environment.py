@@ -52,7 +52,22 @@ def base_environment(home: Path, bin_dirs: list[Path]) -> dict[str, str]:
             "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
+    source = _server_source()
+    if source is not None:
+        env["PYTHONPATH"] = source
     return env
+
+
+def _server_source() -> str | None:
+    """The folder holding the server's own ``bastion`` when it is not an installed package
+    (a source checkout on ``PYTHONPATH``): apps — the built-in dashboard among them — then
+    import the same ``bastion`` as the server, not whichever one the interpreter has
+    installed."""
+    import bastion
+
+    folder = Path(bastion.__file__).resolve().parents[1]
+    installed = {Path(p).resolve() for p in site.getsitepackages()}
+    return None if folder in installed else str(folder)
 
 
 def venv_for(app_dir: Path, venvs: Path) -> Path | None:

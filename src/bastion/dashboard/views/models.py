@@ -83,7 +83,7 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
                 else:
                     st.metric(
                         "Latest scan ASR",
-                        f"{(number(latest.get('asr')) or 0):.0%}",
+                        f"{(number(latest.get('asr')) or 0):.1f}%",  # a percentage
                         help=f"scan {latest.get('scan_id')}",
                     )
             table = next((t for t in tables if t.endswith(_payload_name(name))), None)

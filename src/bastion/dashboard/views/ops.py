@@ -99,20 +99,8 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
         columns = st.columns(len(shown))
         for column, kpi in zip(columns, shown, strict=True):
             with column:
-                value = (
-                    "—"
-                    if kpi.value is None
-                    else f"{kpi.value:,.1f}{kpi.unit}"
-                    if kpi.unit
-                    else f"{kpi.value:,.0f}"
-                )
-                delta = (
-                    None
-                    if kpi.delta is None
-                    else f"{kpi.delta:+,.1f}{kpi.unit}"
-                    if kpi.unit
-                    else f"{kpi.delta:+,.0f}"
-                )
+                value = "—" if kpi.value is None else _amount(kpi.value, kpi.unit)
+                delta = None if kpi.delta is None else _amount(kpi.delta, kpi.unit, "+")
                 help_text = f"n = {kpi.n} requests with a latency" if kpi.n is not None else None
                 st.metric(
                     kpi.label,
@@ -255,6 +243,13 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
     return_state = [state]
     panel(state, "Rows", [statements["rows"]], rows)
     return return_state[0]
+
+
+def _amount(value: float, unit: str, sign: str = "") -> str:
+    """A tile's figure: latencies of a second or more in seconds (they fit the tile)."""
+    if unit == " ms" and abs(value) >= 1000:
+        return f"{value / 1000:{sign},.2f} s"
+    return f"{value:{sign},.1f}{unit}" if unit else f"{value:{sign},.0f}"
 
 
 def _local(column: pd.Series, state: ViewState) -> pd.Series:

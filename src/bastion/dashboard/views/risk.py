@@ -59,7 +59,7 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
                 "attacks": scan_counts(s)[0],
                 "ASR": "—"
                 if scan_outcome(s) != "succeeded"
-                else f"{(number(s.get('asr')) or 0):.0%}",
+                else f"{(number(s.get('asr')) or 0):.1f}%",  # the API's ASR is a percentage
                 "message": s.get("message") or "",
             }
             for s in scans
