@@ -47,7 +47,14 @@ def new_csrf_token() -> str:
 
 
 def csrf_matches(cookie: str | None, submitted: str | None) -> bool:
-    return bool(cookie) and bool(submitted) and hmac.compare_digest(str(cookie), str(submitted))
+    return (
+        bool(cookie)
+        and bool(submitted)
+        and hmac.compare_digest(
+            str(cookie).encode("utf-8", "surrogatepass"),
+            str(submitted).encode("utf-8", "surrogatepass"),
+        )
+    )
 
 
 def cookie_header(

@@ -293,7 +293,9 @@ class StatementManager:
         denied = PermissionDenied("The result link is invalid or has expired.")
         if statement is None or expires < time.time():
             raise denied
-        if not hmac.compare_digest(self._signature(statement, chunk_index, expires), signature):
+        expected = self._signature(statement, chunk_index, expires).encode()
+        # Bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogatepass")):
             raise denied
         return statement
 
