@@ -3,8 +3,8 @@
     python -m bastion.redteam.train [--out DIR]
 
 Writes ``refusal.json`` and ``objective.json`` (by default into the package's
-``judge_models/``), each with its held-out accuracy. Needs only numpy and takes a minute or two
-on two cores (five when they are busy); the same data and code give the same weights.
+``judge_models/``), each with its held-out accuracy. Needs only numpy and takes two to five
+minutes on two cores, depending on load; the same data and code give the same weights.
 
 * **Refusal** (XSTest v2, 2,250 responses of 5 models; refusal = full or partial refusal):
   features from :func:`bastion.redteam.features.refusal_features`; n-grams kept only when
