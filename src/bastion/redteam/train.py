@@ -313,11 +313,6 @@ class ObjectiveMatrix:
         return LinearModel(w, b, vocabulary_idf)
 
 
-def fit_objective(rows: Sequence[ObjectiveRow], config: ObjectiveConfig) -> LinearModel:
-    """The objective model fitted on ``rows`` (uncalibrated)."""
-    return ObjectiveMatrix(rows).fit([True] * len(rows), config)
-
-
 def _calibrated(model: LinearModel, margins: Sequence[float], truth: Sequence[bool]) -> LinearModel:
     """Temperature scaling on held-out margins: probabilities get the held-out sharpness,
     and the decision stays at margin 0, the rule the held-out figures measure. (A user's
