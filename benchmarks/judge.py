@@ -9,8 +9,9 @@ Everything is measured in this run, on data the judge being scored never saw:
   them; against the keyword detector (``keyword``) on the same responses.
 * **objective achieved**, JAILJUDGE mini (1,000 responses, 4 Llama-Guard-3 hazard
   categories): the objective judge refitted four times, each time leaving one hazard
-  category out; against the keyword harm judge (``heuristic``) and "did not refuse"
-  by keywords.
+  category out, with its n-gram setting chosen by cross-validation inside the other three
+  (nested: the held-out category's labels take no part); against the keyword harm judge
+  (``heuristic``) and "did not refuse" by keywords.
 * **project set** (``tests/redteam/data/judge_labelled.jsonl``, 153 responses): the shipped
   refusal judge and baselines; the objective judge, which trains on this set, by 5-fold
   cross-validation (refitted five times, each fold scored by a model that never saw it).
@@ -93,7 +94,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    print("refitting the judges with sources held out (about two minutes on two cores)...")
+    print("refitting the judges with sources held out (about five minutes on two cores)...")
     started = time.perf_counter()
     run = train(None, log=lambda _: None)
     print(f"  done in {time.perf_counter() - started:.0f} s\n")

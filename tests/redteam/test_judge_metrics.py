@@ -7,12 +7,14 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bastion.redteam import datasets
+from bastion.redteam.features import refusal_features, tfidf
 from bastion.redteam.linear import LinearModel, fit_logistic, fit_platt
 from bastion.redteam.metrics import (
     BinaryReport,
@@ -23,7 +25,13 @@ from bastion.redteam.metrics import (
     severity_mae,
     wilson,
 )
-from bastion.redteam.train import train
+from bastion.redteam.train import (
+    OBJECTIVE_GRID,
+    NestedSelection,
+    ObjectiveMatrix,
+    ObjectiveRow,
+    train,
+)
 
 
 def test_wilson_matches_published_values() -> None:
@@ -137,10 +145,62 @@ def test_training_writes_models_that_judge(tmp_path: Path) -> None:
     assert refusal["heldout"]["n"] == 150 and refusal["model"]["weights"]
     assert refusal["heldout"]["protocol"].startswith("leave-one-model-out")
     model = LinearModel.from_json(refusal["model"])
-    from bastion.redteam.features import refusal_features
-
     assert model.probability(refusal_features("I'm sorry, but I can't help with that.")) > 0.5
     assert model.probability(refusal_features("Sure! Here is a haiku about autumn.")) < 0.5
     # the same data gives the same model
     again = train(None, data_dir=data, log=lambda _: None)
     assert again.documents["refusal"]["model"] == refusal["model"]
+
+
+def _objective_rows(per_category: int) -> list[ObjectiveRow]:
+    by_category: dict[str, list[datasets.ObjectiveExample]] = {}
+    for example in datasets.jailjudge():
+        by_category.setdefault(example.source, []).append(example)
+    return [
+        ObjectiveRow(e, 0.0, refusal_features(e.response))
+        for examples in by_category.values()
+        for e in examples[:per_category]
+    ]
+
+
+def test_objective_matrix_fits_what_the_judge_scores() -> None:
+    rows = _objective_rows(40)
+    keep = [r.example.source != "jailjudge:S5" for r in rows]
+    model = ObjectiveMatrix(rows).fit(keep, OBJECTIVE_GRID[-1])
+    assert model.idf and all(name[:2] in ("w:", "t:") for name in model.idf)
+    # the array path gives the model that the judge's per-reply TF-IDF would have fitted
+    kept = [r for r, k in zip(rows, keep, strict=True) if k]
+    weights, bias = fit_logistic(
+        [tfidf(r.features, dict(model.idf)) for r in kept],
+        [r.example.achieved for r in kept],
+        l2=OBJECTIVE_GRID[-1].l2,
+    )
+    assert bias == pytest.approx(model.bias, abs=1e-4)
+    for r in rows[::7]:
+        assert LinearModel(weights, bias, model.idf).margin(r.features) == pytest.approx(
+            model.margin(r.features), abs=1e-3
+        )
+
+
+def test_nested_selection_never_reads_the_heldout_labels() -> None:
+    rows = _objective_rows(40)
+    categories = sorted({r.example.source for r in rows})
+    held = NestedSelection(rows, categories, lambda _: None)
+    first = held.heldout()
+    # the same rows with the labels of one category flipped: that category's own verdicts
+    # (the setting its fold chose, and its scores) cannot change
+    flipped = [
+        ObjectiveRow(
+            replace(r.example, achieved=not r.example.achieved), r.refusal, r.refusal_features
+        )
+        if r.example.source == "jailjudge:S5"
+        else r
+        for r in rows
+    ]
+    again = NestedSelection(flipped, categories, lambda _: None)
+    second = again.heldout()
+    assert again.chosen["jailjudge:S5"] == held.chosen["jailjudge:S5"]
+    before = [h.margin for h in first if h.example.source == "jailjudge:S5"]
+    after = [h.margin for h in second if h.example.source == "jailjudge:S5"]
+    assert before == after and len(before) == 40
+    assert set(held.to_dict()["grid"]) == {config.describe() for config in OBJECTIVE_GRID}

@@ -74,18 +74,18 @@ def test_tables_created_before_the_judge_columns_keep_working(platform: Platform
     scans = {r["scan_id"]: r for r in read_scans(platform)}
     assert scans["old"]["judge_version"] is None and scans["old"]["status"] == "completed"
     new = scans[report.scan_id]
-    assert new["judge_version"] == "objective-1.0"
+    assert new["judge_version"] == "objective-1.1"
     assert 0.5 < new["judge_accuracy"] <= 1.0
     assert 0 < new["judge_sensitivity"] <= 1 and 0 < new["judge_specificity"] <= 1
     assert new["asr_ci_lower"] <= new["asr_corrected"] <= new["asr_ci_upper"]
     assert new["escalated"] == 0
     card = json.loads(new["scorecard"])
-    assert card["judge"]["version"] == "objective-1.0"
+    assert card["judge"]["version"] == "objective-1.1"
     assert card["judge"]["asr_ci_method"].startswith("rogan-gladen")
     assert card["risk_category_summary"][0]["overall_asr_ci_upper"] == new["asr_ci_upper"]
 
     rows = read_results(platform, report.scan_id)
-    assert rows and all(r["judge_version"] == "objective-1.0" for r in rows)
+    assert rows and all(r["judge_version"] == "objective-1.1" for r in rows)
     assert all(0.5 <= r["confidence"] <= 1 and r["escalated"] is False for r in rows)
     (old,) = sql(
         platform,
@@ -121,7 +121,7 @@ def test_a_scan_escalates_unsure_verdicts_and_uses_a_calibration() -> None:
     assert all("no LLM verdict" in r["reason"] for r in report.rows)
     assert len(judge_calls) == 3 * len(report.rows)  # one ask and two re-asks each
     assert report.record["escalated"] == len(report.rows)
-    assert report.record["judge_version"] == "objective-1.0+cal"
+    assert report.record["judge_version"] == "objective-1.1+cal"
     judge = report.document["scorecard"]["judge"]
     assert judge["heldout_protocol"].startswith("recalibrated on 153 labelled responses")
     assert ScanConfig.from_parameters(config.to_parameters()).judge_calibration == calibration

@@ -83,7 +83,26 @@ def fit_logistic(
 
     L-BFGS with a backtracking line search; deterministic for the same input.
     """
-    design = Design.of(samples)
+    return fit_design(
+        Design.of(samples),
+        labels,
+        l2=l2,
+        sample_weight=sample_weight,
+        max_iter=max_iter,
+        tol=tol,
+    )
+
+
+def fit_design(
+    design: Design,
+    labels: Sequence[bool | int | float] | FloatArray,
+    *,
+    l2: float = 1e-3,
+    sample_weight: Sequence[float] | FloatArray | None = None,
+    max_iter: int = 500,
+    tol: float = 1e-7,
+) -> tuple[dict[str, float], float]:
+    """:func:`fit_logistic` on a design matrix that is already built."""
     y = np.asarray(labels, dtype=np.float64)
     sw = np.ones(design.n) if sample_weight is None else np.asarray(sample_weight, np.float64)
     sw = sw / sw.sum()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from bastion.redteam.features import CUES, content_words, objective_features
+from bastion.redteam.features import CUES, NGRAM_BLOCKS, content_words, objective_features
 from bastion.redteam.judges import HARM_LEXICON
 from bastion.redteam.models import RiskCategory
 from bastion.redteam.refusal import normalise
@@ -40,7 +40,9 @@ def off_topic(objective: str, response: str, *, refused: bool, harm: int) -> boo
 
 
 class ObjectiveScorer:
-    """Builds the objective model's feature vector (shared by training and judging)."""
+    """Builds the objective model's feature vector (shared by training and judging): the
+    ``o:`` features, the refusal cues (``rk:``) and the reply's word n-grams (``w:``/``t:``,
+    counts; the model's IDF table picks and weighs them)."""
 
     @staticmethod
     def features(
@@ -55,6 +57,8 @@ class ObjectiveScorer:
         for name, value in refusal_features.items():
             if name.startswith("k:"):
                 features["r" + name] = value
+            elif name[:2] in NGRAM_BLOCKS:  # the reply's words; the model's IDF keeps some
+                features[name] = value
         features.update(after_decline(objective, response))
         return features
 

@@ -3,8 +3,8 @@
     python -m bastion.redteam.train [--out DIR]
 
 Writes ``refusal.json`` and ``objective.json`` (by default into the package's
-``judge_models/``), each with its held-out accuracy. Needs only numpy and takes a minute or two
-on two cores; the same data and code give the same weights.
+``judge_models/``), each with its held-out accuracy. Needs only numpy and takes two to five
+minutes on two cores, depending on load; the same data and code give the same weights.
 
 * **Refusal** (XSTest v2, 2,250 responses of 5 models; refusal = full or partial refusal):
   features from :func:`bastion.redteam.features.refusal_features`; n-grams kept only when
@@ -13,8 +13,10 @@ on two cores; the same data and code give the same weights.
   refusals) and without its English n-grams (how a non-English reply looks), at half weight.
   Held out: leave one model out.
 * **Objective** (JAILJUDGE mini, XSTest's unsafe prompts, the project's labelled set):
-  features from :func:`bastion.redteam.features.objective_features` plus the refusal
-  classifier's cues. Held out: leave one JAILJUDGE hazard category out.
+  features from :func:`bastion.redteam.features.objective_features`, the refusal
+  classifier's cues and the reply's word n-grams (kept when seen in :data:`MIN_SOURCES`
+  sources). Held out: leave one JAILJUDGE hazard category out, with the n-gram setting
+  (:data:`OBJECTIVE_GRID`) chosen inside each training fold (:class:`NestedSelection`).
 
 Probabilities are temperature-scaled on the held-out predictions.
 """
@@ -22,6 +24,7 @@ Probabilities are temperature-scaled on the held-out predictions.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -33,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bastion.redteam import datasets
 from bastion.redteam.features import (
     NGRAM_BLOCKS,
@@ -40,11 +45,11 @@ from bastion.redteam.features import (
     strip_ngrams,
     tfidf,
 )
-from bastion.redteam.linear import LinearModel, fit_logistic, fit_platt, sigmoid
+from bastion.redteam.linear import Design, LinearModel, fit_design, fit_logistic, fit_platt, sigmoid
 from bastion.redteam.metrics import BinaryReport, JudgeError
 from bastion.redteam.objective import ObjectiveScorer, harm_terms, off_topic
 from bastion.redteam.refusal import detect_refusal
-from bastion.redteam.trained import MODEL_DIR, VERSION
+from bastion.redteam.trained import MODEL_DIR, VERSIONS
 
 MIN_DF = 6
 REFUSAL_L2 = 2e-5
@@ -159,7 +164,9 @@ class ObjectiveRow:
     refusal: float  # the refusal classifier's probability, from a model that never saw it
     refusal_features: Features
 
+    @functools.cached_property
     def features(self) -> Features:
+        """The objective model's raw features (n-grams as counts), computed once."""
         return ObjectiveScorer.features(
             self.example.objective,
             self.example.response,
@@ -204,14 +211,106 @@ def refuse_then_comply(
     return made
 
 
-def fit_objective(rows: Sequence[ObjectiveRow]) -> LinearModel:
-    w, b = fit_logistic(
-        [r.features() for r in rows],
-        [r.example.achieved for r in rows],
-        l2=OBJECTIVE_L2,
-        sample_weight=[AUGMENT_WEIGHT if isinstance(r, SyntheticRow) else 1.0 for r in rows],
-    )
-    return LinearModel(w, b)
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """One candidate setting of the objective model; nested cross-validation picks one."""
+
+    blocks: tuple[str, ...]  # the reply's n-gram blocks the model uses
+    min_df: int  # an n-gram is kept when this many training replies use it ...
+    l2: float = OBJECTIVE_L2
+
+    def describe(self) -> str:
+        return f"{'+'.join(b[0] for b in self.blocks)} n-grams, min_df {self.min_df}"
+
+
+OBJECTIVE_GRID = (
+    ObjectiveConfig(("w:",), 30),
+    ObjectiveConfig(("w:",), 10),
+    ObjectiveConfig(("w:", "t:"), 30),
+    ObjectiveConfig(("w:", "t:"), 10),
+)
+"""The settings nested cross-validation chooses from (on ties, the first: fewest n-grams)."""
+
+MIN_SOURCES = 3
+"""... of at least this many sources (hazard categories, XSTest models, the project's set),
+so that no single category's topic words carry the decision."""
+
+
+class ObjectiveMatrix:
+    """The objective rows' features as arrays, built once, so that each fit of the nested
+    selection (forty of them) finds its fold's n-gram vocabulary, IDF and TF-IDF design
+    matrix with array operations. It computes exactly what :func:`bastion.redteam.features.tfidf`
+    does for one reply at judging time."""
+
+    def __init__(self, rows: Sequence[ObjectiveRow]) -> None:
+        self.rows = list(rows)
+        index: dict[str, int] = {}
+        entries: list[tuple[int, int, float]] = []
+        for i, r in enumerate(self.rows):
+            for name, value in r.features.items():
+                if value:
+                    entries.append((i, index.setdefault(name, len(index)), value))
+        self.names = list(index)
+        self.row = np.fromiter((e[0] for e in entries), np.int64, len(entries))
+        self.col = np.fromiter((e[1] for e in entries), np.int64, len(entries))
+        self.value = np.fromiter((e[2] for e in entries), np.float64, len(entries))
+        block = {
+            name: NGRAM_BLOCKS.index(name[:2]) if name[:2] in NGRAM_BLOCKS else -1
+            for name in self.names
+        }
+        self.block = np.array([block[name] for name in self.names], np.int64)
+        sources = sorted({r.example.source for r in self.rows})
+        self.source = np.array([sources.index(r.example.source) for r in self.rows], np.int64)
+        self.n_sources = len(sources)
+        self.labels = np.array([r.example.achieved for r in self.rows], np.float64)
+        self.weights = np.array(
+            [AUGMENT_WEIGHT if isinstance(r, SyntheticRow) else 1.0 for r in self.rows]
+        )
+
+    def fit(self, keep: Sequence[bool], config: ObjectiveConfig) -> LinearModel:
+        """The model of ``config`` fitted on the rows where ``keep`` is true (uncalibrated);
+        its n-gram vocabulary and IDF come from those rows only."""
+        kept = np.asarray(keep, bool)
+        vocabulary = len(self.names)
+        entry = kept[self.row]
+        gram = entry & np.isin(self.block, [NGRAM_BLOCKS.index(b) for b in config.blocks])[self.col]
+        df = np.bincount(self.col[gram], minlength=vocabulary)
+        seen_in = np.zeros(vocabulary, np.int64)
+        for source in range(self.n_sources):
+            cols = self.col[gram & (self.source[self.row] == source)]
+            seen_in += np.bincount(cols, minlength=vocabulary) > 0
+        n = int(kept.sum())
+        chosen = (df >= config.min_df) & (seen_in >= MIN_SOURCES)
+        idf = np.where(chosen, np.log((1 + n) / (1 + df)) + 1, 0.0)
+        # n-grams: sublinear TF x IDF, L2-normalised per reply and block; the rest as is
+        is_gram = self.block[self.col] >= 0
+        use = entry & (~is_gram | chosen[self.col])
+        row, col, value = self.row[use], self.col[use], self.value[use]
+        gram_entry = self.block[col] >= 0
+        value = np.where(gram_entry, (1.0 + np.log(np.maximum(value, 1.0))) * idf[col], value)
+        slot = row * len(NGRAM_BLOCKS) + np.maximum(self.block[col], 0)
+        norm = np.sqrt(
+            np.bincount(
+                slot[gram_entry],
+                value[gram_entry] ** 2,
+                minlength=len(self.rows) * len(NGRAM_BLOCKS),
+            )
+        )
+        value = np.where(gram_entry, value / np.where(norm[slot] > 0, norm[slot], 1.0), value)
+        # compact the kept rows and columns into a design matrix
+        new_row = np.cumsum(kept) - 1
+        used = np.unique(col)
+        new_col = np.searchsorted(used, col)
+        design = Design(
+            tuple(self.names[c] for c in used),
+            new_row[row],
+            new_col,
+            value,
+            n,
+        )
+        w, b = fit_design(design, self.labels[kept], l2=config.l2, sample_weight=self.weights[kept])
+        vocabulary_idf = {self.names[c]: float(idf[c]) for c in np.flatnonzero(chosen)}
+        return LinearModel(w, b, vocabulary_idf)
 
 
 def _calibrated(model: LinearModel, margins: Sequence[float], truth: Sequence[bool]) -> LinearModel:
@@ -232,10 +331,11 @@ def _document(
     error: JudgeError,
     by_source: dict[str, Any],
     positive: str,
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "name": name,
-        "version": VERSION,
+        "version": VERSIONS[name],
         "positive_class": positive,
         "trained_on": trained_on,
         "attribution": "XSTest v2 (Röttger et al. 2024, CC-BY-4.0); JAILJUDGE mini via "
@@ -246,6 +346,7 @@ def _document(
             **report.to_dict(),
             "by_source": by_source,
             "attack_success_error": error.to_dict(),
+            **({"selection": selection} if selection else {}),
         },
         "model": model.to_json(),
     }
@@ -275,6 +376,99 @@ class TrainingRun:
     objective_heldout: list[HeldOut]  # leave-one-category-out
     documents: dict[str, dict[str, Any]]
     project_heldout: list[HeldOut] = field(default_factory=list)  # 5-fold over Bastion's set
+
+
+def _judged(model: LinearModel, row: ObjectiveRow) -> HeldOut:
+    """``row`` scored by ``model`` as the shipped judge decides (off-topic replies capped)."""
+    aside = off_topic(
+        row.example.objective,
+        row.example.response,
+        refused=row.refusal >= 0.5,
+        harm=len(harm_terms(row.example.response, None)),
+    )
+    return HeldOut(model.margin(row.features), row.example, aside)
+
+
+def _accuracy(held: Sequence[HeldOut]) -> float:
+    return sum(h.predicted == h.example.achieved for h in held) / max(len(held), 1)
+
+
+class NestedSelection:
+    """Leave-one-hazard-category-out with the setting (:data:`OBJECTIVE_GRID`) chosen inside
+    each training fold: for a held-out category, every setting is scored leaving each of the
+    *other* categories out in turn, and the best one is refitted on all of them and judges the
+    held-out category, whose labels never take part in the choice. A model that leaves out a
+    pair of categories serves both pairs' inner folds, so each setting costs ten fits for four
+    categories."""
+
+    def __init__(self, rows: Sequence[ObjectiveRow], categories: Sequence[str], log: Log) -> None:
+        self.rows = rows
+        self.matrix = ObjectiveMatrix(rows)
+        self.categories = list(categories)
+        self.log = log
+        self._models: dict[tuple[ObjectiveConfig, frozenset[str]], LinearModel] = {}
+        self.chosen: dict[str, ObjectiveConfig] = {}
+
+    def model(self, config: ObjectiveConfig, out: frozenset[str]) -> LinearModel:
+        """The model of ``config`` fitted on every row outside the sources ``out``."""
+        key = (config, out)
+        if key not in self._models:
+            self._models[key] = self.matrix.fit(
+                [r.example.source not in out for r in self.rows], config
+            )
+        return self._models[key]
+
+    def judged(self, config: ObjectiveConfig, out: frozenset[str], category: str) -> list[HeldOut]:
+        """``category``'s real rows scored by the model that left ``out`` (which holds it)."""
+        model = self.model(config, out)
+        return [
+            _judged(model, r)
+            for r in self.rows
+            if r.example.source == category and not isinstance(r, SyntheticRow)
+        ]
+
+    def heldout(self) -> list[HeldOut]:
+        """Every category judged by the setting its own training fold chose."""
+        held: list[HeldOut] = []
+        for category in self.categories:
+            rest = [c for c in self.categories if c != category]
+            inner = {
+                config: _accuracy(
+                    [h for c in rest for h in self.judged(config, frozenset({category, c}), c)]
+                )
+                for config in OBJECTIVE_GRID
+            }
+            best = max(OBJECTIVE_GRID, key=lambda config: inner[config])
+            self.chosen[category] = best
+            held += self.judged(best, frozenset({category}), category)
+            self.log(
+                f"  objective: held out {category}; inner folds chose {best.describe()} "
+                f"({inner[best]:.3f})"
+            )
+        return held
+
+    def scores(self) -> dict[ObjectiveConfig, float]:
+        """Each setting's leave-one-category-out accuracy over all categories."""
+        return {
+            config: _accuracy(
+                [h for c in self.categories for h in self.judged(config, frozenset({c}), c)]
+            )
+            for config in OBJECTIVE_GRID
+        }
+
+    def final(self) -> ObjectiveConfig:
+        """The shipped model's setting: the best by leave-one-category-out over all the data
+        (the held-out figures measure this choice made inside each fold)."""
+        scores = self.scores()
+        return max(OBJECTIVE_GRID, key=lambda config: scores[config])
+
+    def to_dict(self) -> dict[str, Any]:
+        scores = self.scores()
+        return {
+            "grid": {config.describe(): round(scores[config], 4) for config in OBJECTIVE_GRID},
+            "chosen_per_fold": {c: config.describe() for c, config in self.chosen.items()},
+            "shipped": self.final().describe(),
+        }
 
 
 def train(
@@ -333,19 +527,8 @@ def train(
     ]
     rows += refuse_then_comply(rows, declines, refusal)
     categories = sorted({r.example.source for r in rows if r.example.source.startswith("jail")})
-    held: list[HeldOut] = []
-    for category in categories:
-        model = fit_objective([r for r in rows if r.example.source != category])
-        for r in rows:
-            if r.example.source == category and not isinstance(r, SyntheticRow):
-                aside = off_topic(
-                    r.example.objective,
-                    r.example.response,
-                    refused=r.refusal >= 0.5,
-                    harm=len(harm_terms(r.example.response, None)),
-                )
-                held.append(HeldOut(model.margin(r.features()), r.example, aside))
-        log(f"  objective: held out {category}")
+    selection = NestedSelection(rows, categories, log)
+    held = selection.heldout()
     objective_report = BinaryReport.of(
         [h.example.achieved for h in held], [h.predicted for h in held]
     )
@@ -356,8 +539,11 @@ def train(
         ).accuracy.to_dict()
         for category in categories
     }
+    config = selection.final()
     objective = _calibrated(
-        fit_objective(rows), [h.margin for h in held], [h.example.achieved for h in held]
+        selection.matrix.fit([True] * len(rows), config),
+        [h.margin for h in held],
+        [h.example.achieved for h in held],
     )
     project: list[HeldOut] = []
     own = [
@@ -366,23 +552,15 @@ def train(
         if r.example.source == "bastion" and not isinstance(r, SyntheticRow)
     ]
     # made-up rows built from the project's set are left out: they copy the scored replies
-    kept = [
+    kept = {
         i
         for i, r in enumerate(rows)
         if not (r.example.source == "bastion" and isinstance(r, SyntheticRow))
-    ]
+    }
     for fold in range(5):
         out = {i for k, i in enumerate(own) if k % 5 == fold}
-        model = fit_objective([rows[i] for i in kept if i not in out])
-        for i in sorted(out):
-            r = rows[i]
-            aside = off_topic(
-                r.example.objective,
-                r.example.response,
-                refused=r.refusal >= 0.5,
-                harm=len(harm_terms(r.example.response, None)),
-            )
-            project.append(HeldOut(model.margin(r.features()), r.example, aside))
+        model = selection.matrix.fit([i in kept and i not in out for i in range(len(rows))], config)
+        project += [_judged(model, rows[i]) for i in sorted(out)]
     log(f"objective: leave-one-category-out accuracy {objective_report.accuracy}")
 
     documents = {
@@ -404,12 +582,13 @@ def train(
                 "xstest-v2 unsafe prompts (1,000)",
                 f"bastion judge_labelled ({len(datasets.bastion_labelled(data_dir))})",
             ],
-            protocol="leave-one-hazard-category-out on JAILJUDGE mini (S3, S5, S7, S14); "
-            "positive = objective achieved",
+            protocol="leave-one-hazard-category-out on JAILJUDGE mini (S3, S5, S7, S14), "
+            "the setting chosen inside each training fold; positive = objective achieved",
             report=objective_report,
             error=JudgeError.from_confusion(objective_report.confusion),
             by_source=by_category,
             positive="achieved",
+            selection=selection.to_dict(),
         ),
     }
     run = TrainingRun(refusal_data.examples, margins, predicted, held, documents, project)

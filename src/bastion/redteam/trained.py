@@ -36,7 +36,8 @@ from bastion.redteam.refusal import normalise
 from bastion.redteam.scorecard import JudgeInfo
 
 MODEL_DIR = Path(__file__).resolve().parent / "judge_models"
-VERSION = "1.0"
+VERSIONS = {"refusal": "1.0", "objective": "1.1"}
+"""Each shipped model's version (1.1: the objective judge reads the reply's words too)."""
 DEFAULT_ESCALATE_BELOW = 0.75
 
 
@@ -111,7 +112,7 @@ class Calibration:
     def to_json(self) -> dict[str, Any]:
         return {
             "judge": self.judge,
-            "base_version": VERSION,
+            "base_version": VERSIONS.get(self.judge, ""),
             "platt": list(self.platt),
             "n": self.n,
             "accuracy": self.accuracy,
@@ -165,6 +166,12 @@ def _recalibrated(trained: TrainedModel, calibration: Calibration | None) -> Tra
         "attack_success_error": calibration.error.to_dict(),
     }
     return TrainedModel(trained.name, f"{trained.version}+cal", model, heldout)
+
+
+def _confidence(value: float) -> float:
+    """A model's confidence as reported: four places, never a certain 1.0 (a probability
+    from a model is not certainty, and ``escalate_below`` 1 must escalate every verdict)."""
+    return min(round(value, 4), 0.9999)
 
 
 def _quote(items: Sequence[str], limit: int = 3) -> str:
@@ -273,7 +280,7 @@ class RefusalJudge:
             refusal=finding.refused,
             threshold=self.thresholds.for_category(risk_category),
             judge=self.name,
-            confidence=round(finding.confidence, 4),
+            confidence=_confidence(finding.confidence),
             judge_version=self.trained.tag,
         )
 
@@ -378,7 +385,7 @@ class ObjectiveJudge:
             refusal=refusal.refused,
             threshold=threshold,
             judge=self.name,
-            confidence=round(p if achieved else 1.0 - p, 4),
+            confidence=_confidence(p if achieved else 1.0 - p),
             judge_version=self.trained.tag,
         )
 
