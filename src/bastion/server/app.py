@@ -16,9 +16,11 @@ from bastion.platform import Platform
 from bastion.query import engine_of
 from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
+from bastion.server.cluster import Cluster, ClusterCollector, close_shared
 from bastion.server.middleware import RequestContextMiddleware
 from bastion.server.routes import (
     audit,
+    budgets,
     bundles,
     catalogs,
     endpoints,
@@ -50,6 +52,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     services = platform or Platform(settings)
     ensure_redteam_tables(services)
     serving = serving_of(services)
+    cluster = Cluster(services, serving)  # leader election; the leader's duties
     inference = InferenceLogger(services)
     tracer = tracer_for(services)
     observed = Metrics(services.writer)
@@ -77,9 +80,14 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.start()
+        cluster.start()
         serving.start()
         yield
         await gateway.upstreams.aclose()
+        await close_shared(gateway.limiter, gateway.budgets)
+        cluster.stop()
+        gateway.budgets.close()
+        services.budgets = None  # type: ignore[attr-defined]  # a later app gets a fresh one
         statement_manager.close()
         engine.close()
         services.query = None  # type: ignore[attr-defined]  # a later app gets a fresh pool
@@ -118,6 +126,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         staging,
         status,
         endpoints,
+        budgets,
         metrics,
         traces,
     ):
@@ -125,4 +134,5 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     app.include_router(scim.secrets_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
+    observed.registry.register(ClusterCollector(services, cluster, gateway.budgets))
     return gateway

@@ -344,6 +344,11 @@ class DurableWriter:
                 logger.info("replaying %d WAL rows of %s", t.pending, spec.name)
                 self._wake.set()
 
+    def spec(self, name: str) -> TableSpec | None:
+        """The spec ``name`` was registered with here, if it was."""
+        t = self._tables.get(name)
+        return t.spec if t is not None else None
+
     def _table(self, name: str) -> _Table:
         try:
             return self._tables[name]
