@@ -125,10 +125,19 @@ def _serve_here(settings: Settings, platform: Platform, sock: socket.socket | No
         access_log=False,
         server_header=False,
     )
+    # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler it
+    # found; with the default one the process would die before committing its write-ahead
+    # log. Ours turns that second delivery into an ordinary exit, so the close below runs.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         platform.close()
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 class Master:
