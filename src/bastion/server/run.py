@@ -132,8 +132,13 @@ def _serve_here(settings: Settings, platform: Platform, sock: socket.socket | No
     try:
         uvicorn.Server(config).run(sockets=[sock] if sock is not None else None)
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        platform.close()
+        # A second request to stop (the master's SIGTERM after a Ctrl-C to the group) must not
+        # cut the commit short.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            platform.close()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
@@ -271,7 +276,10 @@ def server_process(argv: list[str] | None = None) -> None:
     sock = socket.socket(fileno=args.fd)
     platform = Platform(settings, migrate=False)  # the master migrated, or a peer did
     logger.info("server process %d: write-ahead log slot %d", args.index, platform.wal_slot)
-    _serve_here(settings, platform, sock)
+    try:
+        _serve_here(settings, platform, sock)
+    except KeyboardInterrupt:  # Ctrl-C reached the whole group: stopped cleanly all the same
+        pass
 
 
 if __name__ == "__main__":
