@@ -16,6 +16,7 @@ end-of-file), however the master died.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -276,10 +277,8 @@ def server_process(argv: list[str] | None = None) -> None:
     sock = socket.socket(fileno=args.fd)
     platform = Platform(settings, migrate=False)  # the master migrated, or a peer did
     logger.info("server process %d: write-ahead log slot %d", args.index, platform.wal_slot)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C to the group: stopped cleanly
         _serve_here(settings, platform, sock)
-    except KeyboardInterrupt:  # Ctrl-C reached the whole group: stopped cleanly all the same
-        pass
 
 
 if __name__ == "__main__":
