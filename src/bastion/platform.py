@@ -64,6 +64,7 @@ class Platform:
             settings.resolved_wal_dir,
             flush_rows=settings.writer_flush_rows,
             flush_interval_s=settings.writer_flush_interval_s,
+            commit_process=settings.writer_commit_process,
             clock=self.clock,
         )
         self.audit = DeltaAuditSink(self.writer, settings.warehouse_dir)

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         default=2.0, description="Longest a logged row waits before its Delta commit."
     )
 
+    writer_commit_process: bool = Field(
+        default=False,
+        description="Convert and commit logged rows to Delta in a helper process, so that the "
+        "server's requests never wait for that work (docs/benchmarks.md, tail latency).",
+    )
+
     gil_switch_interval_ms: float = Field(
         default=0.2,
         gt=0,
