@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -53,7 +55,10 @@ class Committer:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_serve,
+                    initargs=(os.getpid(),),
                 )
             pool = self._pool
         try:
@@ -72,6 +77,21 @@ class Committer:
 
 
 _tables: dict[str, DeltaTable] = {}  # the child's open tables, by URI
+_parent: int | None = None
+
+
+def _serve(parent: int) -> None:
+    """In the helper process, first: exit as soon as the writer's process is gone (however
+    it died), so a restarted writer never races a commit of the same segments."""
+    global _parent
+    _parent = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="bastion-committer-parent", daemon=True).start()
 
 
 def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: str) -> Committed:
@@ -108,6 +128,8 @@ def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: st
         path = wal.write_dead_letters(folder, seq, entries)
         logger.warning("%s: %d rows quarantined to %s", spec.name, len(entries), path)
     if table.num_rows:
+        if _parent is not None and os.getppid() != _parent:
+            raise RuntimeError("the writer's process is gone; its successor commits these rows")
         target = _tables.get(spec.uri)
         if target is None:
             target = delta.create_table_if_missing(
