@@ -575,13 +575,14 @@ class DurableWriter:
         """Append the rows of ``chunk`` to Delta as one commit tagged with its last segment."""
         spec = t.spec
         if self._committer is not None:
-            done = self._committer.commit(spec, t.directory, [s.seq for s in chunk], self.app_id)
             last = chunk[-1].seq
-            if done.written:
-                t.known_high = max(t.known_high, last)
-                t.delta_table = None  # the helper moved the table on: reopen before reading
-                if self._after_commit is not None:
-                    self._after_commit(spec.name, last)
+            # Before the attempt: a commit that lands without an answer (the helper died after
+            # it) is then found by _skip_committed instead of looking like another writer's.
+            t.known_high = max(t.known_high, last)
+            t.delta_table = None  # the helper moves the table on: reopen before reading it
+            done = self._committer.commit(spec, t.directory, [s.seq for s in chunk], self.app_id)
+            if done.written and self._after_commit is not None:
+                self._after_commit(spec.name, last)
             self._retire(
                 t,
                 chunk,
