@@ -1,13 +1,24 @@
 """Gateway throughput and overhead: direct upstream vs Bastion (logging on) vs LiteLLM proxy.
 
-Starts, on 127.0.0.1 only: the stub upstream (``benchmarks/upstream.py``), ``bastion up`` with
-an endpoint ``stub`` serving it as an external OpenAI-compatible model, and — if it can be
-installed — a LiteLLM proxy in its own virtualenv with the same upstream. Loads each with
-``wrk`` at concurrency 1, 16 and 64 and prints requests/s, p50/p99 latency, p50 overhead over
-direct, and (for Bastion) payload rows logged vs responses sent. Every process it starts is
-stopped at the end.
+Starts, on 127.0.0.1 only: the stub upstream (``benchmarks/upstream.py``), Redis, and three
+Bastion set-ups, each with an endpoint ``stub`` serving the stub as an external
+OpenAI-compatible model, payload + usage logging and tracing on:
 
-    python benchmarks/gateway.py [--duration 10] [--no-litellm]
+* ``bastion up`` — one process, SQLite (and again with its Delta commits in a helper
+  process, ``BASTION_WRITER_COMMIT_PROCESS=true``);
+* ``bastion up --workers 2`` — two server processes on one port, SQLite, Redis;
+* two replicas (``bastion up`` + ``bastion serve``) on one PostgreSQL metastore and Redis,
+  behind HAProxy — when a PostgreSQL server is given (``--postgres-url``, or
+  ``$BASTION_BENCH_POSTGRES_URL`` / ``$BASTION_TEST_POSTGRES_URL``) and ``haproxy`` is
+  installed;
+
+and — if it can be installed — a LiteLLM proxy in its own virtualenv with the same upstream.
+Loads each with ``wrk`` at concurrency 1, 16 and 64 and prints requests/s, p50/p99 latency and
+their overhead over direct. At the end each Bastion set-up is stopped (a clean stop commits
+every write-ahead log) and its payload table is counted against the 200 responses clients
+received. Every process it starts is stopped at the end.
+
+    python benchmarks/gateway.py [--duration 10] [--no-litellm] [--workers 2]
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "bstp_" + "be" * 20
 LITELLM_KEY = "sk-bench-" + "0f" * 16
 BODY = '{"model":"stub","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}'
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 150)
 
 
 def free_port() -> int:
@@ -73,7 +84,7 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> An
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGINT)
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=180)  # a clean stop commits the logs
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
@@ -129,30 +140,110 @@ def run_wrk(url: str, concurrency: int, duration: int, headers: dict[str, str], 
     return Load(rps, p50, p99, completed, errors)
 
 
-def start_bastion(stack: ExitStack, work: Path, upstream: str) -> str:
+@dataclass
+class Deployment:
+    """One Bastion set-up under load: where clients send requests, where its rows land, and
+    how many 200 responses clients have received from it (probes and warm-up included)."""
+
+    label: str
+    base: str
+    home: Path
+    stack: ExitStack
+    received: int = 0
+
+
+BASTION_ENV = {
+    "BASTION_ADMIN_TOKEN": TOKEN,
+    "BASTION_ADMIN_PASSWORD": "bench-password",
+    "BASTION_EGRESS_ALLOW_HOSTS": '["127.0.0.1"]',
+}
+
+
+def start_bastion(
+    stack: ExitStack,
+    work: Path,
+    upstream: str,
+    *,
+    workers: int = 1,
+    redis: str | None = None,
+    helper: bool = False,
+) -> Deployment:
+    """``bastion up`` on SQLite: one process, or ``--workers N`` on one port; ``helper``:
+    Delta commits in a helper process (``BASTION_WRITER_COMMIT_PROCESS``)."""
     port = free_port()
-    home = work / "bastion-home"
-    stack.enter_context(
-        process(
-            [
-                sys.executable,
-                "-m",
-                "bastion.cli.main",
-                "up",
-                "--port",
-                str(port),
-                "--no-default-model",
-            ],
-            work / "bastion.log",
-            {
-                "BASTION_HOME": str(home),
-                "BASTION_ADMIN_TOKEN": TOKEN,
-                "BASTION_ADMIN_PASSWORD": "bench-password",
-            },
-        )
+    home = work / f"bastion-{workers}{'-helper' if helper else ''}"
+    env = {**BASTION_ENV, "BASTION_HOME": str(home)}
+    if redis:
+        env["BASTION_REDIS_URL"] = redis
+    if helper:
+        env["BASTION_WRITER_COMMIT_PROCESS"] = "true"
+    own = stack.enter_context(ExitStack())
+    args = ["up", "--port", str(port), "--no-default-model", "--workers", str(workers)]
+    own.enter_context(
+        process([sys.executable, "-m", "bastion.cli.main", *args], work / f"{home.name}.log", env)
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/healthz")
+    label = "Bastion, 1 process" if workers == 1 else f"Bastion, --workers {workers}"
+    if helper:
+        label += ", commits in a helper process"
+    deployment = Deployment(label, f"http://127.0.0.1:{port}", home, own)
+    wait_http(f"{deployment.base}/healthz")
+    create_endpoint(deployment, upstream)
+    return deployment
+
+
+def start_replicas(
+    stack: ExitStack, work: Path, upstream: str, *, postgres: str, redis: str, haproxy: str
+) -> Deployment:
+    """Two replicas (``bastion up`` + ``bastion serve``, one process each) on one PostgreSQL
+    metastore and one Redis, behind HAProxy (round robin, keep-alive) on loopback."""
+    home = work / "bastion-replicas"
+    env = {
+        **BASTION_ENV,
+        "BASTION_HOME": str(home),
+        "BASTION_DATABASE_URL": postgres,
+        "BASTION_REDIS_URL": redis,
+    }
+    own = stack.enter_context(ExitStack())
+    ports = [free_port(), free_port()]
+    for name, command, port in zip("ab", ("up", "serve"), ports, strict=True):
+        args = [command, "--port", str(port), "--workers", "1"]
+        if command == "up":
+            args.append("--no-default-model")
+        own.enter_context(
+            process(
+                [sys.executable, "-m", "bastion.cli.main", *args],
+                work / f"replica-{name}.log",
+                env,
+            )
+        )
+        wait_http(f"http://127.0.0.1:{port}/healthz", timeout=180)
+    lb = free_port()
+    servers = "\n".join(
+        f"    server r{i} 127.0.0.1:{port} check inter 1s" for i, port in enumerate(ports)
+    )
+    config = work / "haproxy.cfg"
+    config.write_text(
+        "global\n    maxconn 4096\n    nbthread 1\n"
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n"
+        "    timeout server 60s\n    option http-keep-alive\n"
+        f"frontend bastion\n    bind 127.0.0.1:{lb}\n    default_backend replicas\n"
+        "backend replicas\n    balance roundrobin\n    option httpchk GET /healthz\n"
+        "    http-reuse always\n"
+        f"{servers}\n"
+    )
+    own.enter_context(process([haproxy, "-f", str(config), "-db"], work / "haproxy.log"))
+    deployment = Deployment(
+        "Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)", f"http://127.0.0.1:{lb}", home, own
+    )
+    wait_http(f"{deployment.base}/healthz")
+    create_endpoint(deployment, upstream)
+    return deployment
+
+
+def create_endpoint(deployment: Deployment, upstream: str) -> None:
+    """The endpoint ``stub`` serving the stub upstream as an external model; returns once a
+    request through it answers (on every replica: probes go round robin)."""
+    base = deployment.base
     auth = {"Authorization": f"Bearer {TOKEN}"}
     config = {
         "name": "stub",
@@ -173,17 +264,68 @@ def start_bastion(stack: ExitStack, work: Path, upstream: str) -> str:
     reply = httpx.post(f"{base}/api/2.0/serving-endpoints", json=config, headers=auth, timeout=30)
     reply.raise_for_status()
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        probe = httpx.post(
-            f"{base}/serving-endpoints/chat/completions",
-            content=BODY,
-            headers={**auth, "content-type": "application/json"},
-            timeout=30,
-        )
+    answered = 0
+    while time.monotonic() < deadline and answered < 4:
+        with httpx.Client(timeout=30) as client:  # a new connection: another replica / process
+            probe = client.post(
+                f"{base}/serving-endpoints/chat/completions",
+                content=BODY,
+                headers={**auth, "content-type": "application/json"},
+            )
         if probe.status_code == 200:
-            return base
-        time.sleep(0.5)
-    raise RuntimeError(f"the stub endpoint did not answer: {probe.status_code} {probe.text}")
+            deployment.received += 1
+            answered += 1
+        else:
+            time.sleep(0.5)
+    if answered < 4:
+        raise RuntimeError(f"the stub endpoint did not answer: {probe.status_code} {probe.text}")
+
+
+@contextmanager
+def redis_server(work: Path) -> Any:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        yield None
+        return
+    port = free_port()
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(work)]
+    with process(args, work / "redis.log"):
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}"
+
+
+@contextmanager
+def postgres_database(url: str | None) -> Any:
+    """A fresh database on the server at ``url`` (dropped afterwards), or None."""
+    if not url:
+        yield None
+        return
+    import sqlalchemy as sa
+
+    name = f"bastion_bench_{os.getpid()}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
 
 
 def litellm_venv(path: Path) -> Path | None:
@@ -215,52 +357,36 @@ def start_litellm(stack: ExitStack, work: Path, upstream: str, exe: Path) -> str
         "general_settings:\n"
         f"  master_key: {LITELLM_KEY}\n"
     )
+    # uvicorn kills a worker that is not up within 5 s and starts another: on a busy machine
+    # LiteLLM's workers never come up. Run its CLI with that check relaxed.
+    launcher = (
+        "import sys, uvicorn\n"
+        "init = uvicorn.Config.__init__\n"
+        "def relaxed(self, *args, **kwargs):\n"
+        "    kwargs.setdefault('timeout_worker_healthcheck', 600)\n"
+        "    init(self, *args, **kwargs)\n"
+        "uvicorn.Config.__init__ = relaxed\n"
+        "from litellm.proxy.proxy_cli import run_server\n"
+        "sys.exit(run_server())\n"
+    )
+    python = exe.parent / "python"
+    args = ["--config", str(config), "--port", str(port), "--host", "127.0.0.1"]
     stack.enter_context(
         process(
-            [
-                str(exe),
-                "--config",
-                str(config),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-                "--num_workers",
-                "2",
-            ],
+            [str(python), "-c", launcher, *args, "--num_workers", "2"],
             work / "litellm.log",
             {"LITELLM_LOG": "ERROR", "DISABLE_ADMIN_UI": "True"},
         )
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/health/liveliness", timeout=180)
-    return base
+    return f"http://127.0.0.1:{port}"  # ready once /health/liveliness answers (minutes)
 
 
-def logged_rows(base: str, home: Path) -> tuple[int, int]:
-    """(payload rows in Delta, responses the gateway counted), once the writer has caught up."""
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    sent = 0
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        text = httpx.get(f"{base}/metrics", headers=auth, timeout=10).text
-        pending = sum(
-            float(m)
-            for m in re.findall(r'bastion_writer_pending_rows\{table="[^"]*_payload"\} (\S+)', text)
-        )
-        sent = int(
-            sum(
-                float(m)
-                for m in re.findall(
-                    r'bastion_gateway_requests_total\{[^}]*endpoint="stub"[^}]*\} (\S+)', text
-                )
-            )
-        )
-        if pending == 0:
-            break
-        time.sleep(0.5)
-    table = home / "warehouse" / "main" / "default" / "stub_payload"
-    return DeltaTable(str(table)).to_pyarrow_dataset().count_rows(), sent
+def logged_rows(home: Path) -> tuple[int, int]:
+    """(payload rows in Delta, distinct request ids among them), read after the deployment
+    stopped: a clean stop commits every process's write-ahead log."""
+    table = DeltaTable(str(home / "warehouse" / "main" / "default" / "stub_payload"))
+    ids = table.to_pyarrow_table(columns=["request_id"]).column(0)
+    return len(ids), len(set(ids.to_pylist()))
 
 
 def main() -> None:
@@ -268,6 +394,14 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--no-litellm", action="store_true")
+    parser.add_argument("--workers", type=int, default=2, help="0: no --workers row")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BASTION_BENCH_POSTGRES_URL")
+        or os.environ.get("BASTION_TEST_POSTGRES_URL"),
+        help="a server to create the replicas' database on (default: $BASTION_BENCH_POSTGRES_URL"
+        " or $BASTION_TEST_POSTGRES_URL); without one there is no replicas row",
+    )
     parser.add_argument(
         "--litellm-venv", type=Path, default=Path(tempfile.gettempdir()) / "litellm-venv"
     )
@@ -277,6 +411,7 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bastion-gateway-bench-"))
     results: dict[str, dict[int, Load]] = {}
+    deployments: list[Deployment] = []
     with ExitStack() as stack:
         up_port = free_port()
         stack.enter_context(
@@ -287,35 +422,75 @@ def main() -> None:
         )
         upstream = f"http://127.0.0.1:{up_port}"
         wait_http(f"{upstream}/health")
-        targets = {"direct upstream": (f"{upstream}/v1/chat/completions", {})}
-        bastion = start_bastion(stack, work, upstream)
-        targets["Bastion (logging on)"] = (
-            f"{bastion}/serving-endpoints/chat/completions",
-            {"Authorization": f"Bearer {TOKEN}"},
-        )
-        if not args.no_litellm:
+        redis = stack.enter_context(redis_server(work))
+        postgres = stack.enter_context(postgres_database(args.postgres_url))
+        litellm = None
+        if not args.no_litellm:  # started first: it takes minutes to come up
             exe = litellm_venv(args.litellm_venv)
             if exe is not None:
                 litellm = start_litellm(stack, work, upstream, exe)
-                targets["LiteLLM proxy (2 workers)"] = (
-                    f"{litellm}/v1/chat/completions",
-                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+        deployments.append(start_bastion(stack, work, upstream))
+        deployments.append(start_bastion(stack, work, upstream, helper=True))
+        if args.workers > 1:
+            deployments.append(
+                start_bastion(
+                    stack, work, upstream, workers=args.workers, redis=redis and f"{redis}/1"
                 )
-        for name, (url, headers) in targets.items():
+            )
+        haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
+        needs = (("PostgreSQL", postgres), ("redis-server", redis), ("haproxy", haproxy))
+        missing = [what for what, have in needs if not have]
+        if missing:
+            console.print(f"[yellow]No replicas row: {', '.join(missing)} missing.[/yellow]")
+        elif postgres and redis and haproxy:
+            deployments.append(
+                start_replicas(
+                    stack, work, upstream, postgres=postgres, redis=f"{redis}/2", haproxy=haproxy
+                )
+            )
+        targets: dict[str, tuple[str, dict[str, str], Deployment | None]] = {
+            "direct upstream": (f"{upstream}/v1/chat/completions", {}, None)
+        }
+        for deployment in deployments:
+            targets[deployment.label] = (
+                f"{deployment.base}/serving-endpoints/chat/completions",
+                {"Authorization": f"Bearer {TOKEN}"},
+                deployment,
+            )
+        if litellm is not None:
+            wait_http(f"{litellm}/health/liveliness", timeout=600)
+            targets["LiteLLM proxy (2 workers)"] = (
+                f"{litellm}/v1/chat/completions",
+                {"Authorization": f"Bearer {LITELLM_KEY}"},
+                None,
+            )
+        console.print(f"load average before the run: {_load()}")
+        for name, (url, headers, owner) in targets.items():
             headers = {"Content-Type": "application/json", **headers}
-            run_wrk(url, 4, 2, headers, work)  # warm-up
+            warm = run_wrk(url, 4, 2, headers, work)
             results[name] = {c: run_wrk(url, c, args.duration, headers, work) for c in levels}
-            console.print(f"measured {name}")
-        rows, sent = logged_rows(bastion, work / "bastion-home")
+            if owner is not None:
+                owner.received += warm.completed - warm.errors
+                owner.received += sum(r.completed - r.errors for r in results[name].values())
+            console.print(f"measured {name} (load average {_load()})")
+        # Stop the deployments (each commits its write-ahead logs), then count their rows.
+        counts = {}
+        for deployment in deployments:
+            deployment.stack.close()
+            counts[deployment.label] = logged_rows(deployment.home)
 
     direct = results["direct upstream"]
     table = Table(title=f"Gateway, {args.duration}s per level, stub upstream on 127.0.0.1")
-    for column in ("target", "conc.", "req/s", "p50 ms", "p99 ms", "p50 overhead ms", "errors"):
+    columns = ("target", "conc.", "req/s", "p50 ms", "p99 ms", "p50 / p99 overhead ms", "errors")
+    for column in columns:
         table.add_column(column, justify="left" if column == "target" else "right")
     for name, by_level in results.items():
         for level, load in by_level.items():
             overhead = (
-                "" if name == "direct upstream" else f"{load.p50_ms - direct[level].p50_ms:.2f}"
+                ""
+                if name == "direct upstream"
+                else f"{load.p50_ms - direct[level].p50_ms:.2f} / "
+                f"{load.p99_ms - direct[level].p99_ms:.2f}"
             )
             table.add_row(
                 name,
@@ -327,20 +502,28 @@ def main() -> None:
                 str(load.errors),
             )
     console.print(table)
-    received = sum(
-        load.completed - load.errors for load in results["Bastion (logging on)"].values()
-    )
-    console.print(
-        f"Bastion: {received:,} responses received by wrk (plus warm-up and probes), "
-        f"{sent:,} responses counted by the gateway, {rows:,} payload rows in Delta "
-        f"({'none lost' if rows >= sent else f'{sent - rows} MISSING'})."
-    )
+    for deployment in deployments:
+        rows, distinct = counts[deployment.label]
+        lost = deployment.received - distinct
+        verdict = "none lost" if lost <= 0 else f"{lost} MISSING"
+        if distinct != rows:
+            verdict += f", {rows - distinct} DUPLICATED"
+        console.print(
+            f"{deployment.label}: {deployment.received:,} 200 responses received (wrk, warm-up,"
+            f" probes), {rows:,} payload rows in Delta ({verdict})."
+        )
     lite = results.get("LiteLLM proxy (2 workers)")
     if lite and 64 in lite:
-        ratio = results["Bastion (logging on)"][64].rps / max(lite[64].rps, 1e-9)
+        ratio = results["Bastion, 1 process"][64].rps / max(lite[64].rps, 1e-9)
         console.print(
-            f"Bastion / LiteLLM requests/s at concurrency 64: {ratio:.1f}x (target >= 5x)"
+            f"Bastion (1 process) / LiteLLM requests/s at concurrency 64: {ratio:.1f}x"
+            " (target >= 5x)"
         )
+    console.print(f"load average after the run: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 if __name__ == "__main__":

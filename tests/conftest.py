@@ -24,6 +24,7 @@ from bastion.bootstrap import initialize
 from bastion.platform import Platform
 from bastion.server.app import create_app
 from bastion.settings import Settings
+from services import RedisServer, redis_server
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 ADMIN_TOKEN = "bstp_" + "a" * 40
@@ -186,3 +187,21 @@ def shared_server(
         services.close()
         for _ in urls:  # finish the generator: drops the PostgreSQL database
             pass
+
+
+@pytest.fixture(scope="session")
+def redis_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (Debian's) on a free loopback port for the whole run."""
+    with redis_server(tmp_path_factory.mktemp("redis"), password="test-redis-secret") as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_service: RedisServer) -> str:
+    """The URL of an emptied Redis (its password included, as deployments give it)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_service.url)
+    client.flushall()
+    client.close()
+    return redis_service.url

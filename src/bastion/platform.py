@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextvars
 from dataclasses import dataclass
 
+from bastion.bus import Invalidator, RedisHealth
 from bastion.clock import Clock, SystemClock, now_ms
 from bastion.governance.audit import AuditEvent, DeltaAuditSink
 from bastion.governance.authorizer import Authorizer
@@ -16,10 +17,10 @@ from bastion.identity.jwt_codec import JwtCodec, load_or_create_key
 from bastion.identity.model import Caller
 from bastion.identity.store import IdentityStore
 from bastion.identity.throttle import LoginThrottle
-from bastion.metastore.db import Metastore, create_metastore_engine, upgrade
+from bastion.metastore.db import Metastore, create_metastore_engine, upgrade, wait_for_schema
 from bastion.settings import Settings
+from bastion.tables.slots import open_slot
 from bastion.tables.storage import TableStorage
-from bastion.tables.writer import DurableWriter
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,12 @@ current_request: contextvars.ContextVar[RequestInfo | None] = contextvars.Contex
 
 
 class Platform:
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    """``migrate=False`` (a replica joining a deployment, ``bastion serve``): wait for the
+    schema another process migrates instead of migrating."""
+
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, *, migrate: bool = True
+    ) -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         # Owner-only: the metastore, the signing key, staged uploads and every table live here.
@@ -46,7 +52,10 @@ class Platform:
         self.table_storage = TableStorage.from_settings(settings)
         self.table_storage.check()
         engine = create_metastore_engine(settings.resolved_database_url)
-        upgrade(engine)
+        if migrate:
+            upgrade(engine)
+        else:
+            wait_for_schema(engine)
         self.metastore = Metastore(engine)
         self.identity = IdentityStore(self.metastore, self.clock)
         self.governance = GovernanceStore(self.metastore, self.clock)
@@ -54,22 +63,37 @@ class Platform:
         self.codec = JwtCodec(load_or_create_key(settings.resolved_secret_key_file), self.clock)
         self.authenticator = Authenticator(self.identity_cache, self.codec, self.clock)
         self.authorizer = Authorizer(self.metastore, on_decision=self._audit_decision)
-        self.writer = DurableWriter(
-            settings.home / "wal",
+        # Each process its own write-ahead log: the lowest slot no live process holds.
+        self.writer, self.wal_slot = open_slot(
+            settings.resolved_wal_dir,
             flush_rows=settings.writer_flush_rows,
             flush_interval_s=settings.writer_flush_interval_s,
+            commit_process=settings.writer_commit_process,
             clock=self.clock,
         )
         self.audit = DeltaAuditSink(self.writer, self.table_storage)
         self.throttle = LoginThrottle(
             self.clock, settings.login_max_failures, settings.login_lockout_s
         )
+        # Shared by replicas when configured: counters (serving) and cache invalidation.
+        redis_url = settings.redis
+        self.redis_health = RedisHealth(redis_url) if redis_url else None
+        self.invalidator: Invalidator | None = None
+        if redis_url:
+            self.invalidator = Invalidator(
+                redis_url, self.metastore.invalidate, health=self.redis_health
+            )
+            self.metastore.add_change_listener(self.invalidator.publish)
 
     def start(self) -> None:
         self.metastore.start_polling(self.settings.cache_poll_interval_s)
+        if self.invalidator is not None:
+            self.invalidator.start()
         self.writer.start()
 
     def close(self) -> None:
+        if self.invalidator is not None:
+            self.invalidator.close()
         self.audit.close()
         self.writer.close()
         self.metastore.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,7 +56,41 @@ class Settings(BaseSettings):
     cache_poll_interval_s: float = Field(
         default=1.0,
         description="How often a replica polls the metastore's change counter for other "
-        "replicas' changes (0 disables polling).",
+        "replicas' changes (0 disables polling). With BASTION_REDIS_URL, changes are also "
+        "pushed at once; polling stays on as the backstop.",
+    )
+
+    # -- several processes and replicas (docs/deploy.md) ------------------------------------
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Server processes `bastion up` runs on one port. 0 (the default): one per "
+        "usable CPU core, at most 4, when BASTION_REDIS_URL is set; 1 without Redis, whose "
+        "processes could not share rate-limit and budget counters.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis shared by every process and replica (redis://[:password@]host:port/"
+        "db, rediss:// for TLS): rate-limit counters, budget spend, cache invalidation. "
+        "Unset: counters live in each process (one-process deployments).",
+    )
+    redis_unavailable: Literal["refuse", "admit"] = Field(
+        default="refuse",
+        description="What a request to an endpoint with rate limits or reject budgets gets "
+        "while Redis is unreachable: 'refuse' (503, the default: a limit or budget never "
+        "silently stops holding) or 'admit' (served uncounted). Counted in /metrics either way.",
+    )
+    wal_dir: Path | None = Field(
+        default=None,
+        description="Directory of the durable writer's write-ahead logs (default "
+        "BASTION_HOME/wal). Each server process claims a slot of its own in it; keep it on "
+        "a persistent local disk of the replica.",
+    )
+    leader_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a process that is not the leader tries to take the leader "
+        "lease (and the leader checks that it still holds it).",
     )
 
     # -- what user input may make the server read or reach (docs/security.md) ----------------
@@ -151,6 +187,11 @@ class Settings(BaseSettings):
         description="For a store without conditional writes (If-None-Match) only, and only "
         "with ONE writing replica: commit without put-if-absent. Two replicas writing then "
         "lose commits. See docs/storage.md.",
+    )
+    writer_commit_process: bool = Field(
+        default=False,
+        description="Convert and commit logged rows to Delta in a helper process, so that the "
+        "server's requests never wait for that work (docs/benchmarks.md, tail latency).",
     )
 
     gil_switch_interval_ms: float = Field(
@@ -323,6 +364,28 @@ class Settings(BaseSettings):
     @property
     def warehouse_dir(self) -> Path:
         return self.home / "warehouse"
+
+    @property
+    def resolved_wal_dir(self) -> Path:
+        return self.wal_dir or self.home / "wal"
+
+    @property
+    def redis(self) -> str | None:
+        """The Redis URL, password included: pass it to clients, never to a log."""
+        return self.redis_url.get_secret_value() if self.redis_url else None
+
+    @property
+    def resolved_workers(self) -> int:
+        """How many server processes ``bastion up`` starts (``workers``, or the default)."""
+        if self.workers:
+            return self.workers
+        if self.redis is None:
+            return 1
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, 4))
 
     @property
     def host(self) -> str:

@@ -327,3 +327,32 @@ def test_closed_writer_refuses_appends(tmp_path: Path) -> None:
     with DurableWriter(tmp_path / "wal") as again:  # the directory lock was released
         again.register(audit_spec(tmp_path))
         assert again.stats().pending == 0
+
+
+def test_commits_in_a_helper_process_dedupe_quarantine_and_replay(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    import multiprocessing
+
+    spec = audit_spec(tmp_path)
+    before = set(multiprocessing.active_children())
+    w = DurableWriter(tmp_path / "wal", flush_rows=100, clock=clock, commit_process=True)
+    w.register(spec)
+    w.append(AUDIT, audit_row(1))
+    w.append(AUDIT, audit_row(1, action_name="retry"))
+    w.append(AUDIT, audit_row(2, status_code="two hundred"))
+    w.append(AUDIT, audit_row(3))
+    assert w.flush() == 2
+    assert set(multiprocessing.active_children()) - before  # the helper did the commit
+    assert ids(spec.uri) == ["ev-1", "ev-3"]
+    stats = w.stats()
+    assert (stats.written, stats.deduplicated, stats.quarantined, stats.pending) == (2, 1, 1, 0)
+    w.append(AUDIT, audit_row(4))
+    w.close()  # commits the rest through the helper, then stops it
+    assert set(multiprocessing.active_children()) <= before
+    assert ids(spec.uri) == ["ev-1", "ev-3", "ev-4"]
+    again = DurableWriter(tmp_path / "wal", flush_rows=100, clock=clock, commit_process=True)
+    again.register(spec)  # nothing left to replay, nothing committed twice
+    assert again.flush() == 0
+    again.close()
+    assert ids(spec.uri) == ["ev-1", "ev-3", "ev-4"]

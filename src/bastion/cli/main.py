@@ -36,6 +36,11 @@ GROUPS: dict[str, tuple[str, str, str]] = {
         "agents",
         "Deploy registered models; point coding agents at Bastion.",
     ),
+    "budgets": (
+        "bastion.cli.budgets",
+        "budgets",
+        "Endpoint budgets: spend limits in tokens or cost, and their current spend.",
+    ),
     "bundle": (
         "bastion.cli.bundle",
         "bundle",
@@ -97,18 +102,7 @@ def sql(
     run_sql(query, param, as_json)
 
 
-@app.command()
-def up(
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
-    home: Annotated[str | None, typer.Option(help="BASTION_HOME directory.")] = None,
-    no_default_model: Annotated[
-        bool, typer.Option("--no-default-model", help="Do not serve the embedded model.")
-    ] = False,
-) -> None:
-    """Initialise BASTION_HOME on first run and start the server."""
-    from bastion.errors import BastionError
-    from bastion.server.run import serve
+def _server_settings(host: str | None, port: int | None, home: str | None) -> Any:
     from bastion.settings import Settings
 
     overrides: dict[str, object] = {}
@@ -118,15 +112,63 @@ def up(
         overrides["port"] = port
     if home:
         overrides["home"] = home
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+def _run_server(
+    host: str | None,
+    port: int | None,
+    home: str | None,
+    workers: int | None,
+    *,
+    join: bool,
+    default_model: bool = True,
+) -> None:
+    from bastion.errors import BastionError
+    from bastion.server.run import serve
+
     try:
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-        serve(settings, default_model=not no_default_model)
+        settings = _server_settings(host, port, home)
+        serve(settings, default_model=default_model, workers=workers, join=join)
     except (ValueError, BastionError) as exc:  # settings, storage: one line, no traceback
         from bastion.cli.common import err_console
 
         message = exc.message if isinstance(exc, BastionError) else str(exc)
         err_console.print(f"[red]Error:[/red] {message}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+
+
+_WORKERS_HELP = (
+    "Server processes on the one port (default BASTION_WORKERS, else one per CPU core up to 4 "
+    "with BASTION_REDIS_URL, 1 without)."
+)
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    home: Annotated[str | None, typer.Option(help="BASTION_HOME directory.")] = None,
+    no_default_model: Annotated[
+        bool, typer.Option("--no-default-model", help="Do not serve the embedded model.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help=_WORKERS_HELP)] = None,
+) -> None:
+    """Initialise BASTION_HOME on first run (migrations, admin, default model) and serve."""
+    _run_server(host, port, home, workers, join=False, default_model=not no_default_model)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    home: Annotated[str | None, typer.Option(help="BASTION_HOME directory.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help=_WORKERS_HELP)] = None,
+) -> None:
+    """Start a replica that joins an existing deployment (same BASTION_DATABASE_URL,
+    BASTION_REDIS_URL and table storage): no migrations, no bootstrap, no model workers
+    unless it becomes the leader."""
+    _run_server(host, port, home, workers, join=True)
 
 
 @app.command()

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, select, update
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from bastion.errors import Unavailable
 from bastion.metastore.models import ChangeCounterRow
 
 logger = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+#: pg_advisory_xact_lock key held while migrating, so that replicas starting together take
+#: turns: the first migrates, the others find the schema current ("BASTMIGR" in ASCII).
+MIGRATION_LOCK_KEY = 0x424153544D494752
 
 
 def create_metastore_engine(url: str) -> Engine:
@@ -43,11 +51,54 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the metastore schema to the newest migration."""
+    """Bring the metastore schema to the newest migration.
+
+    On PostgreSQL the migration runs under a transaction-scoped advisory lock: replicas that
+    start at the same moment migrate one at a time, and all but the first find nothing to do.
+    """
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key()})
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def _lock_key() -> int:
+    # A signed 64-bit value, as PostgreSQL's bigint wants.
+    return MIGRATION_LOCK_KEY - (1 << 64) if MIGRATION_LOCK_KEY >= 1 << 63 else MIGRATION_LOCK_KEY
+
+
+def schema_revision(engine: Engine) -> tuple[str | None, str | None]:
+    """(the metastore's current migration, the newest migration this code knows)."""
+    script = ScriptDirectory.from_config(alembic_config(str(engine.url)))
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    return current, script.get_current_head()
+
+
+def wait_for_schema(engine: Engine, timeout_s: float = 120.0, poll_s: float = 1.0) -> None:
+    """Wait until another process (``bastion up``) has brought the schema to this code's
+    newest migration; a replica joining a deployment never migrates by itself.
+
+    Raises :class:`Unavailable` naming both revisions when the wait runs out.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            current, head = schema_revision(engine)
+        except Exception as exc:  # no database yet, or not reachable yet
+            current, head = None, f"unknown ({type(exc).__name__})"
+        if current is not None and current == head:
+            return
+        if time.monotonic() >= deadline:
+            raise Unavailable(
+                f"The metastore schema is at migration {current or 'none'}, this Bastion needs "
+                f"{head}. Start the deployment with `bastion up` (it migrates), then start "
+                "replicas with `bastion serve`."
+            )
+        logger.info("waiting for the metastore schema (%s, need %s)", current, head)
+        time.sleep(poll_s)
 
 
 class Metastore:
@@ -62,6 +113,8 @@ class Metastore:
         self._seen_version = 0
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+        self._generation_lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
 
     def session(self) -> Session:
         return self.sessions()
@@ -82,14 +135,29 @@ class Metastore:
                 or 0
             )
 
+    def add_change_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each of this process's commits that bumped the version
+        (e.g. to tell the other replicas at once; see :mod:`bastion.bus`)."""
+        self._listeners.append(listener)
+
+    def invalidate(self) -> None:
+        """Treat every cached snapshot as stale (another replica changed the metastore)."""
+        with self._generation_lock:
+            self.generation += 1
+
     def _changed_locally(self, _session: Session) -> None:
-        self.generation += 1
+        self.invalidate()
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener must not fail the committed request
+                logger.warning("metastore change listener failed", exc_info=True)
 
     def poll_once(self) -> None:
         version = self.current_version()
         if version != self._seen_version:
             self._seen_version = version
-            self.generation += 1
+            self.invalidate()
 
     def start_polling(self, interval_s: float) -> None:
         """Watch the change counter so that other replicas' changes reach this one's caches."""

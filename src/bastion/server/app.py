@@ -18,11 +18,13 @@ from bastion.platform import Platform
 from bastion.query import engine_of
 from bastion.redteam.store import ensure_redteam_tables
 from bastion.server import errors
+from bastion.server.cluster import Cluster, ClusterCollector, close_shared
 from bastion.server.middleware import RequestContextMiddleware
 from bastion.server.proxy import AppProxy
 from bastion.server.routes import (
     apps,
     audit,
+    budgets,
     bundles,
     catalogs,
     endpoints,
@@ -59,6 +61,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     services = platform or Platform(settings)
     ensure_redteam_tables(services)
     serving = serving_of(services)
+    cluster = Cluster(services, serving)  # leader election; the leader's duties
     inference = InferenceLogger(services)
     tracer = tracer_for(services)
     observed = Metrics(services.writer)
@@ -101,12 +104,17 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         services.start()
+        cluster.start()
         serving.start()
         app_control.start()
         yield
         await proxy.aclose()
         app_control.stop()
         await gateway.upstreams.aclose()
+        await close_shared(gateway.limiter, gateway.budgets)
+        cluster.stop()
+        gateway.budgets.close()
+        services.budgets = None  # type: ignore[attr-defined]  # a later app gets a fresh one
         statement_manager.close()
         engine.close()
         services.query = None  # type: ignore[attr-defined]  # a later app gets a fresh pool
@@ -146,6 +154,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
         staging,
         status,
         endpoints,
+        budgets,
         metrics,
         traces,
         functions,
@@ -158,6 +167,7 @@ def create_app(settings: Settings, platform: Platform | None = None) -> ASGIApp:
     app.include_router(statements.connector_router)
     app.add_middleware(RequestContextMiddleware, platform=services)
     gateway = Gateway(services, serving.router, app, log=log, on_upstream_failure=upstream_failed)
+    observed.registry.register(ClusterCollector(services, cluster, gateway.budgets))
     # The app proxy in front: /apps/<name>/ is answered before anything else is parsed.
     proxy = AppProxy(gateway, services, app_control, sessions_of(services))
     return proxy

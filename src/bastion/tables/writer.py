@@ -49,6 +49,7 @@ from deltalake import DeltaTable
 from bastion.clock import Clock, SystemClock
 from bastion.errors import Conflict, InvalidRequest, NotFound, Unavailable
 from bastion.tables import delta, wal
+from bastion.tables.committer import Committer
 from bastion.tables.writer_convert import records_to_arrow
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,9 @@ class DurableWriter:
         clock: time source for the flush and retry triggers (inject a ``ManualClock`` in tests).
         after_commit: called with ``(table name, segment number)`` right after each Delta commit
             and before its segments are deleted (an observation hook; tests crash here).
+        commit_process: read back, convert and commit in a helper process
+            (:mod:`bastion.tables.committer`) instead of this one; rows are then never kept in
+            memory here. For servers, whose requests share this process's GIL.
     """
 
     def __init__(
@@ -267,6 +271,7 @@ class DurableWriter:
         max_retry_backoff_s: float = 60.0,
         clock: Clock | None = None,
         after_commit: Callable[[str, int], None] | None = None,
+        commit_process: bool = False,
     ) -> None:
         if flush_rows < 1 or max_pending_rows < flush_rows:
             raise InvalidRequest("need 1 <= flush_rows <= max_pending_rows")
@@ -282,6 +287,7 @@ class DurableWriter:
         self.clock: Clock = clock or SystemClock()
         self._max_buffered_rows = min(4 * flush_rows, max_pending_rows)
         self._after_commit = after_commit
+        self._committer = Committer() if commit_process else None
         self._tables: dict[str, _Table] = {}
         self._registry_lock = threading.Lock()
         self._wake = threading.Event()
@@ -325,6 +331,8 @@ class DurableWriter:
             directory = self.wal_dir / "tables" / spec.name
             directory.mkdir(parents=True, exist_ok=True)
             t = _Table(spec, directory)
+            if self._committer is not None:
+                t.buffer = None  # the helper process reads the log; keep nothing here
             high = wal.read_committed(directory)
             for seq in wal.list_segments(directory):
                 rows = wal.count_records(wal.segment_path(directory, seq))
@@ -344,6 +352,11 @@ class DurableWriter:
             if t.sealed:
                 logger.info("replaying %d WAL rows of %s", t.pending, spec.name)
                 self._wake.set()
+
+    def spec(self, name: str) -> TableSpec | None:
+        """The spec ``name`` was registered with here, if it was."""
+        t = self._tables.get(name)
+        return t.spec if t is not None else None
 
     def _table(self, name: str) -> _Table:
         try:
@@ -485,7 +498,7 @@ class DurableWriter:
             t.active = wal.ActiveSegment(t.directory, active.seq + 1)
             t.dir_dirty = True
             t.sealed.append(_Sealed(active.seq, active.rows, t.buffer))
-            t.buffer = []
+            t.buffer = [] if self._committer is None else None
         if active.synced_size < active.size:
             os.fsync(active.fd)
         active.close()
@@ -562,6 +575,24 @@ class DurableWriter:
     def _commit_segments(self, t: _Table, chunk: list[_Sealed], *, from_wal: bool = False) -> int:
         """Append the rows of ``chunk`` to Delta as one commit tagged with its last segment."""
         spec = t.spec
+        if self._committer is not None:
+            last = chunk[-1].seq
+            # Before the attempt: a commit that lands without an answer (the helper died after
+            # it) is then found by _skip_committed instead of looking like another writer's.
+            t.known_high = max(t.known_high, last)
+            t.delta_table = None  # the helper moves the table on: reopen before reading it
+            done = self._committer.commit(spec, t.directory, [s.seq for s in chunk], self.app_id)
+            if done.written and self._after_commit is not None:
+                self._after_commit(spec.name, last)
+            self._retire(
+                t,
+                chunk,
+                last,
+                written=done.written,
+                quarantined=done.quarantined,
+                deduplicated=done.deduplicated,
+            )
+            return done.written
         records: list[Mapping[str, Any]] = []
         origins: list[int] = []
         dead: dict[int, list[dict[str, Any]]] = {}
@@ -744,6 +775,8 @@ class DurableWriter:
             self.flush()
         except WriterFlushFailed as exc:
             logger.warning("closing the table writer with rows left in the WAL: %s", exc)
+        if self._committer is not None:
+            self._committer.close()
         with self._registry_lock:
             for t in self._tables.values():
                 with t.lock:

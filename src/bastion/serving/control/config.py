@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.egress import require_egress
+from bastion.egress import policy_of, require_egress
 from bastion.errors import InvalidRequest, NotFound, PermissionDenied
 from bastion.fields import NonNegativeInt32, parse_id
 from bastion.governance.privileges import Privilege
@@ -27,6 +27,7 @@ from bastion.registry import VersionStatus, load_version, parse_external_model, 
 from bastion.secrets import parse_reference
 from bastion.secrets.references import is_reference
 from bastion.secrets.usage import require_secret_use
+from bastion.serving.budgets import parse_budgets
 from bastion.serving.guardrails import parse_guardrails
 from bastion.serving.limits import parse_rate_limits
 
@@ -111,6 +112,8 @@ class AiGatewayConfig(_Strict):
     rate_limits: list[dict[str, Any]] | None = None
     guardrails: dict[str, Any] | None = None
     fallback_config: FallbackConfig | None = None
+    budgets: list[Any] | None = None
+    pricing: list[Any] | None = None
 
 
 class EndpointTag(_Strict):
@@ -269,6 +272,15 @@ def validate_ai_gateway(
     out = gateway.model_dump(exclude_none=True)
     parse_guardrails(gateway.guardrails)  # InvalidRequest, with what to fix
     parse_rate_limits(gateway.rate_limits)
+    budgets = parse_budgets(gateway.budgets, gateway.pricing)
+    for budget in budgets.budgets if budgets is not None else ():
+        if budget.webhook is not None:
+            # Alerts are sent from inside the network: the egress policy holds for everyone.
+            policy_of(platform).check_url(budget.webhook.url)
+            if budget.webhook.secret is not None:
+                require_secret_use(
+                    platform, caller, parse_reference(budget.webhook.secret, "webhook secret")
+                )
     table = gateway.inference_table_config
     if table is not None and table.enabled:
         if not table.catalog_name or not table.schema_name:

@@ -13,6 +13,7 @@ from bastion.serving.control.agent_traces import AgentTraceEnv
 from bastion.serving.control.routing import EndpointRouter
 from bastion.serving.control.store import EndpointStore
 from bastion.serving.workers import WorkerSupervisor
+from bastion.serving.workers.shared import SharedWorkerSupervisor
 
 if TYPE_CHECKING:
     from bastion.platform import Platform
@@ -35,7 +36,8 @@ class ServingControl:
         reconcile_interval_s: float = 1.0,
     ) -> None:
         self.endpoints = EndpointStore(platform.metastore, platform.governance, platform.clock)
-        self.supervisor = supervisor or WorkerSupervisor(
+        # One host's processes share the leader's workers (serving/workers/shared.py).
+        self.supervisor = supervisor or SharedWorkerSupervisor(
             platform.settings.home / "logs" / "workers", run_dir=platform.settings.home / "run"
         )
         self.router = EndpointRouter(

@@ -35,6 +35,7 @@ from bastion.identity.model import SCAN_ATTRIBUTE, Caller
 from bastion.observability.exchange import Attempt, Check, Exchange
 from bastion.observability.traceparent import new_trace_id
 from bastion.platform import Platform, RequestInfo, current_request
+from bastion.serving.budgets import Ticket, budgets_of
 from bastion.serving.control.routing import RoutePlan, Upstream
 from bastion.serving.gateway.guard import (
     reply_texts,
@@ -45,7 +46,7 @@ from bastion.serving.gateway.guard import (
 from bastion.serving.gateway.tokens import check_context, count_prompt_tokens
 from bastion.serving.gateway.upstream import RetryableUpstreamError, UpstreamClient
 from bastion.serving.guardrails import GuardrailOutcome, GuardrailPolicy, Side, check, mask_pii
-from bastion.serving.limits import RateLimiter
+from bastion.serving.limits import Limiter, limiter_for
 from bastion.serving.protocols import (
     AnthropicUpstreamStream,
     ChatRequest,
@@ -122,7 +123,7 @@ class Gateway:
         log: Logger | None = None,
         on_upstream_failure: Callable[[Upstream], None] | None = None,
         rng: random.Random | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.platform = platform
         self.router = router
@@ -131,7 +132,8 @@ class Gateway:
         self.log = log
         self.on_upstream_failure = on_upstream_failure
         self.rng = rng or random.Random()
-        self.limiter = limiter or RateLimiter()
+        self.limiter = limiter or limiter_for(platform)  # shared through Redis if configured
+        self.budgets = budgets_of(platform)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -273,6 +275,7 @@ class Gateway:
         receive: Receive,
         send: Send,
     ) -> None:
+        ticket: Ticket | None = None  # the budgets this request counts against
         try:
             exchange.raw_body = await self._read_body(receive)
             exchange.caller = self._authenticate(exchange.headers)
@@ -289,7 +292,9 @@ class Gateway:
             exchange.authorized = time.perf_counter()
             exchange.plan = plan
             if plan.rate_limits is not None:
-                self._admit(exchange, plan)
+                await self._admit(exchange, plan)
+            if "budgets" in plan.ai_gateway:
+                ticket = await self.budgets.check(name, plan.ai_gateway, exchange.caller)
             guards = plan.guardrails
             if guards is not None and guards.input is not None:
                 chat = self._guard_input(exchange, chat, guards.input)
@@ -308,19 +313,21 @@ class Gateway:
         finally:
             if exchange.admission is not None:
                 exchange.admission.charge(exchange.input_tokens + exchange.output_tokens)
+            if ticket is not None:
+                ticket.charge(exchange)
 
     # -- governance -----------------------------------------------------------------------------
 
-    def _admit(self, exchange: Exchange, plan: RoutePlan) -> None:
+    async def _admit(self, exchange: Exchange, plan: RoutePlan) -> None:
         """Apply the endpoint's rate limits (raises RateLimited, HTTP 429)."""
         assert exchange.caller is not None
         began = time.perf_counter()
         outcome, refusal = "admitted", None
         try:
-            exchange.admission = self.limiter.admit(
+            exchange.admission = await self.limiter.acquire(
                 plan.endpoint_name, plan.rate_limits, exchange.caller
             )
-        except RateLimited as error:
+        except (RateLimited, Unavailable) as error:
             outcome, refusal = "refused", error.message
             raise
         finally:

@@ -160,19 +160,7 @@ class RateLimiter:
             if default is not None:
                 self._apply(scope, default, caller.principal_id, caller, now, meters, refusals)
         if refusals:
-            worst = max(refusals, key=lambda refusal: refusal.wait_s)
-            if math.isinf(worst.wait_s):
-                raise RateLimitExceeded(
-                    f"{worst.message}; a limit of 0 admits no requests.",
-                    retry_after_s=60,
-                    limit=worst.limit,
-                )
-            retry_after_s = max(1, math.ceil(worst.wait_s))
-            raise RateLimitExceeded(
-                f"{worst.message}. Retry after {retry_after_s} s.",
-                retry_after_s=retry_after_s,
-                limit=worst.limit,
-            )
+            raise _exceeded(refusals)
         tokens: list[_Meter] = []
         for meter in meters:
             if meter.quota.dimension == "calls":
@@ -180,6 +168,10 @@ class RateLimiter:
             else:
                 tokens.append(meter)
         return Admission(tuple(tokens), self._buckets, self._clock)
+
+    async def acquire(self, scope: str, limits: RateLimits | None, caller: Caller) -> Admission:
+        """:meth:`admit`, awaitable like the shared limiter's (``redis_limiter``)."""
+        return self.admit(scope, limits, caller)
 
     def _apply(
         self,
@@ -219,17 +211,7 @@ class RateLimiter:
             exhausted.append(refusal)
         if not exhausted:
             return False
-        if len(exhausted) == 1:
-            refusals.append(exhausted[0])
-        else:
-            # Refused until the first of its groups has room again.
-            soonest = min(exhausted, key=lambda refusal: refusal.wait_s)
-            groups = ", ".join(f"'{refusal.limit.principal}'" for refusal in exhausted)
-            message = (
-                f"Rate limit exceeded for {_kind(caller)} '{caller.name}' on endpoint "
-                f"'{scope}': the limits of all its groups ({groups}) are used up"
-            )
-            refusals.append(_Refusal(soonest.wait_s, message, soonest.limit))
+        refusals.append(_groups_refusal(scope, caller, exhausted))
         return True
 
     def _meters(
@@ -253,6 +235,36 @@ class RateLimiter:
         for key in idle:
             del self._buckets[key]
         self._next_sweep = now + SWEEP_INTERVAL_S
+
+
+def _groups_refusal(scope: str, caller: Caller, exhausted: list[_Refusal]) -> _Refusal:
+    """Every limited group of the caller is used up: refused until the first has room."""
+    if len(exhausted) == 1:
+        return exhausted[0]
+    soonest = min(exhausted, key=lambda refusal: refusal.wait_s)
+    groups = ", ".join(f"'{refusal.limit.principal}'" for refusal in exhausted)
+    message = (
+        f"Rate limit exceeded for {_kind(caller)} '{caller.name}' on endpoint "
+        f"'{scope}': the limits of all its groups ({groups}) are used up"
+    )
+    return _Refusal(soonest.wait_s, message, soonest.limit)
+
+
+def _exceeded(refusals: list[_Refusal]) -> RateLimitExceeded:
+    """The error for a refused request: the refusal that lasts longest decides."""
+    worst = max(refusals, key=lambda refusal: refusal.wait_s)
+    if math.isinf(worst.wait_s):
+        return RateLimitExceeded(
+            f"{worst.message}; a limit of 0 admits no requests.",
+            retry_after_s=60,
+            limit=worst.limit,
+        )
+    retry_after_s = max(1, math.ceil(worst.wait_s))
+    return RateLimitExceeded(
+        f"{worst.message}. Retry after {retry_after_s} s.",
+        retry_after_s=retry_after_s,
+        limit=worst.limit,
+    )
 
 
 def _own_limit(limits: RateLimits, caller: Caller) -> RateLimit | None:

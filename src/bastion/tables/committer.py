@@ -1,0 +1,154 @@
+"""Delta commits in a helper process, so the server's GIL only ever appends to the log.
+
+A :class:`~bastion.tables.writer.DurableWriter` built with ``commit_process=True`` hands each
+batch of sealed write-ahead-log segments to :class:`Committer`: one child process (spawned,
+so it shares nothing with the server but the files) reads the segments back, drops rows
+already seen, converts them to Arrow, quarantines rows that do not fit, and appends them to
+Delta as one commit tagged ``(app id, last segment)`` — exactly what the writer does in
+process. The parent waits for the answer with the GIL released, then retires the segments.
+Nothing about durability changes: the rows are in the log before the child sees them, and a
+child that dies or fails leaves them there for the next try (a new child is started).
+
+Why: profiling the gateway at concurrency 1 (``benchmarks/stalls.py``) found the flush
+thread's Arrow conversion and Delta commit, and the cyclic GC passes over the rows it kept in
+memory for them, to be the largest in-process causes of the event loop's stalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bastion.tables import delta, wal
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+    from bastion.tables.writer import TableSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Committed:
+    written: int
+    quarantined: int
+    deduplicated: int
+
+
+class Committer:
+    """One helper process that commits batches of sealed segments (started on first use)."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def commit(self, spec: TableSpec, directory: Path, seqs: list[int], app_id: str) -> Committed:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_serve,
+                    initargs=(os.getpid(),),
+                )
+            pool = self._pool
+        try:
+            return pool.submit(commit_segments, spec, str(directory), seqs, app_id).result()
+        except BrokenProcessPool:
+            with self._lock:  # the child died: the next batch gets a new one
+                if self._pool is pool:
+                    self._pool = None
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+_tables: dict[str, DeltaTable] = {}  # the child's open tables, by URI
+_parent: int | None = None
+
+
+def _serve(parent: int) -> None:
+    """In the helper process, first: exit as soon as the writer's process is gone (however
+    it died), so a restarted writer never races a commit of the same segments."""
+    global _parent
+    _parent = parent
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="bastion-committer-parent", daemon=True).start()
+
+
+def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: str) -> Committed:
+    """In the helper process: segments ``seqs`` of the table's log → one Delta commit."""
+    from bastion.tables.writer import DurableWriter  # the child imports the writer lazily
+
+    folder = Path(directory)
+    records: list[Any] = []
+    origins: list[int] = []
+    dead: dict[int, list[dict[str, Any]]] = {}
+    for seq in seqs:
+        contents = wal.read_segment(wal.segment_path(folder, seq))
+        records.extend(contents.records)
+        origins.extend([seq] * len(contents.records))
+        for line, reason in contents.corrupt:
+            entry = {"table": spec.name, "segment": seq, "error": reason}
+            entry["line"] = line.decode("utf-8", "replace")
+            dead.setdefault(seq, []).append(entry)
+    seen: set[Any] = set()
+    unique: list[Any] = []
+    unique_origins: list[int] = []
+    for record, seq in zip(records, origins, strict=True):
+        key = record.get(spec.key)
+        if key not in seen:
+            seen.add(key)
+            unique.append(record)
+            unique_origins.append(seq)
+    table, bad = DurableWriter._to_arrow(unique, spec.schema)
+    for i, reason in bad.items():
+        entry = {"table": spec.name, "segment": unique_origins[i], "error": reason}
+        entry["record"] = unique[i]
+        dead.setdefault(unique_origins[i], []).append(entry)
+    for seq, entries in dead.items():
+        path = wal.write_dead_letters(folder, seq, entries)
+        logger.warning("%s: %d rows quarantined to %s", spec.name, len(entries), path)
+    if table.num_rows:
+        if _parent is not None and os.getppid() != _parent:
+            raise RuntimeError("the writer's process is gone; its successor commits these rows")
+        target = _tables.get(spec.uri)
+        if target is None:
+            target = delta.create_table_if_missing(
+                spec.uri,
+                spec.schema,
+                partition_by=spec.partition_by,
+                name=spec.name,
+                storage_options=spec.storage_options,
+            )
+        try:
+            delta.append(
+                target, table, partition_by=spec.partition_by, app_id=app_id, version=seqs[-1]
+            )
+        except Exception:
+            _tables.pop(spec.uri, None)  # reopened next time
+            raise
+        _tables[spec.uri] = target
+    return Committed(
+        written=table.num_rows,
+        quarantined=sum(len(entries) for entries in dead.values()),
+        deduplicated=len(records) - len(unique),
+    )
