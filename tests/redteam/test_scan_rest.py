@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from bastion.bootstrap import initialize
 from bastion.governance.privileges import Privilege
@@ -42,7 +43,9 @@ def _with_redteam_routes(platform: Platform) -> ServerThread:
 
     thread = ServerThread(platform)
     app: Any = thread.server.config.app
-    fastapi_app = getattr(app, "control_plane", app)
+    fastapi_app = app
+    while not isinstance(fastapi_app, FastAPI):  # the app proxy, then the gateway, in front
+        fastapi_app = getattr(fastapi_app, "inner", None) or fastapi_app.control_plane
     paths = {getattr(r, "path", "") for r in fastapi_app.router.routes}
     if "/api/2.0/redteam/scans" not in paths:
         fastapi_app.include_router(redteam.router)

@@ -460,7 +460,7 @@ def test_anthropic_errors_reach_the_sdk(anthropic_client: anthropic.Anthropic) -
         anthropic_client.messages.create(
             model="my-ep",
             max_tokens=100,
-            messages=[{"role": "system", "content": "x"}],
+            messages=[{"role": "robot", "content": "x"}],  # type: ignore[list-item]
         )
     assert caught.value.status_code == 400
     body = caught.value.body
