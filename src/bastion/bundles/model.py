@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
@@ -201,7 +201,9 @@ class AppEnv(_Strict):
 
     name: str = Field(min_length=1, max_length=255)
     value: str | None = None
-    value_from: str | None = Field(default=None, alias="valueFrom")
+    value_from: str | None = Field(
+        default=None, validation_alias=AliasChoices("value_from", "valueFrom")
+    )
 
 
 class AppConfig(_Strict):
