@@ -414,7 +414,14 @@ def test_gateway_rows_usage_spans_and_audit_are_on_the_store_and_sql_reads_them(
                 "SELECT count(*) FROM system.serving.endpoint_usage WHERE endpoint_name = 'chat'",
             )
             assert int(usage[0]) == 5
-            spans = rows_of(admin, "SELECT count(*) FROM system.tracing.spans")
+            # The tracer hands spans to the writer in batches (every 250 ms): wait for them.
+            deadline = time.monotonic() + 30
+            while True:
+                platform.writer.flush()
+                spans = rows_of(admin, "SELECT count(*) FROM system.tracing.spans")
+                if int(spans[0][0]) > 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
             assert int(spans[0][0]) > 0
             # The audit trail: the admin API reads it from the store, and so does SQL.
             events = admin.get("/api/2.0/bastion/audit", params={"limit": 1000})
