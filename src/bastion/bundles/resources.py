@@ -32,6 +32,7 @@ from bastion.bundles.model import (
     SecretScopeResource,
     ViewResource,
 )
+from bastion.client.apps import app_path, upload_source, wait_for_deployment, wait_while_deploying
 from bastion.errors import BastionError, Conflict, InvalidRequest, NotFound, PermissionDenied
 
 if TYPE_CHECKING:
@@ -285,6 +286,28 @@ def _acl(permissions: list[Permission]) -> dict[str, str]:
     }
 
 
+def _acl_entries(permissions: list[Permission]) -> list[dict[str, str]]:
+    """``permissions`` as an ``access_control_list`` (workspace-object permissions API)."""
+    return [
+        {
+            _principal_field(p): str(p.user_name or p.group_name or p.service_principal_name),
+            "permission_level": p.level.upper(),
+        }
+        for p in permissions
+    ]
+
+
+def _acl_missing(acl: dict[str, Any], permissions: list[Permission]) -> bool:
+    """Whether a permissions API answer lacks a level that ``permissions`` declares."""
+    levels = {
+        str(e.get("user_name") or e.get("group_name") or e.get("service_principal_name")): {
+            p["permission_level"] for p in e.get("all_permissions") or []
+        }
+        for e in acl.get("access_control_list") or []
+    }
+    return any(level not in levels.get(who, set()) for who, level in _acl(permissions).items())
+
+
 class RegisteredModels(Handler):
     kind, order, securable = "registered_models", 30, "registered_model"
 
@@ -456,16 +479,7 @@ class Endpoints(Handler):
         self, ctx: Context, resource: EndpointResource, current: dict[str, Any]
     ) -> list[str]:
         acl = ctx.client.get_serving_endpoint_permissions(resource.name)
-        levels = {
-            str(e.get("user_name") or e.get("group_name") or e.get("service_principal_name")): {
-                p["permission_level"] for p in e.get("all_permissions") or []
-            }
-            for e in acl.get("access_control_list") or []
-        }
-        missing = any(
-            level not in levels.get(who, set()) for who, level in _acl(resource.permissions).items()
-        )
-        return ["permissions"] if missing else []
+        return ["permissions"] if _acl_missing(acl, resource.permissions) else []
 
     def create(self, ctx: Context, resource: EndpointResource, entry: Entry) -> None:
         body: dict[str, Any] = {"name": resource.name, "config": self._config(ctx, resource)}
@@ -504,13 +518,7 @@ class Endpoints(Handler):
             )
 
     def _permissions(self, ctx: Context, resource: EndpointResource) -> None:
-        acl = [
-            {
-                _principal_field(p): str(p.user_name or p.group_name or p.service_principal_name),
-                "permission_level": p.level.upper(),
-            }
-            for p in resource.permissions
-        ]
+        acl = _acl_entries(resource.permissions)
         if acl:
             ctx.client.update_serving_endpoint_permissions(resource.name, acl)
 
@@ -575,6 +583,11 @@ class Grants(Handler):
             ctx.client.update_permissions(kind, full_name, principal, remove=privileges)
 
 
+def _comment_clause(comment: str | None) -> str:
+    """`` COMMENT '…'`` for a CREATE statement (quotes doubled), or nothing."""
+    return f" COMMENT '{comment.replace(chr(39), chr(39) * 2)}'" if comment else ""
+
+
 class Views(Handler):
     kind, order, securable = "views", 60, "table"
 
@@ -594,11 +607,7 @@ class Views(Handler):
         }
 
     def _define(self, ctx: Context, resource: ViewResource) -> None:
-        comment = (
-            f" COMMENT '{resource.comment.replace(chr(39), chr(39) * 2)}'"
-            if resource.comment
-            else ""
-        )
+        comment = _comment_clause(resource.comment)
         _sql(
             ctx.client,
             f"CREATE OR REPLACE VIEW {quoted(self.name(resource))}{comment} AS {resource.query}",
@@ -644,11 +653,7 @@ class Functions(Handler):
         }
 
     def _define(self, ctx: Context, resource: FunctionResource) -> None:
-        comment = (
-            f" COMMENT '{resource.comment.replace(chr(39), chr(39) * 2)}'"
-            if resource.comment
-            else ""
-        )
+        comment = _comment_clause(resource.comment)
         _sql(
             ctx.client,
             f"CREATE OR REPLACE FUNCTION {quoted(self.name(resource))}({resource.parameters}) "
@@ -753,8 +758,6 @@ class Apps(Handler):
     ready_timeout_s = 300.0
 
     def read(self, ctx: Context, name: str) -> dict[str, Any] | None:
-        from bastion.client.apps import app_path
-
         try:
             return _get(ctx.client, app_path(name))
         except PermissionDenied:
@@ -799,13 +802,7 @@ class Apps(Handler):
             out.append("started")  # it crashed or someone stopped it: deploy starts it again
 
         acl = ctx.client.request("GET", _app_acl_path(resource.name))
-        levels = {
-            str(e.get("user_name") or e.get("group_name") or e.get("service_principal_name")): {
-                p["permission_level"] for p in e.get("all_permissions") or []
-            }
-            for e in acl.get("access_control_list") or []
-        }
-        if any(lv not in levels.get(who, set()) for who, lv in _acl(resource.permissions).items()):
+        if _acl_missing(acl, resource.permissions):
             out.append("permissions")
         return out
 
@@ -830,8 +827,6 @@ class Apps(Handler):
     def update(
         self, ctx: Context, resource: AppBundleResource, changes: list[str], entry: Entry
     ) -> None:
-        from bastion.client.apps import app_path
-
         if "definition" in changes:
             ctx.client.request(
                 "PATCH",
@@ -850,14 +845,7 @@ class Apps(Handler):
             ctx.client.request("POST", app_path(resource.name, "/stop"))
 
     def _permissions(self, ctx: Context, resource: AppBundleResource) -> None:
-
-        acl = [
-            {
-                _principal_field(p): str(p.user_name or p.group_name or p.service_principal_name),
-                "permission_level": p.level.upper(),
-            }
-            for p in resource.permissions
-        ]
+        acl = _acl_entries(resource.permissions)
         if acl:
             ctx.client.request(
                 "PATCH",
@@ -867,13 +855,6 @@ class Apps(Handler):
 
     def _deploy(self, ctx: Context, resource: AppBundleResource) -> None:
         """Upload the folder, deploy it, and wait until the app runs (or say why not)."""
-        from bastion.client.apps import (
-            app_path,
-            upload_source,
-            wait_for_deployment,
-            wait_while_deploying,
-        )
-
         folder, extra = self._source(ctx, resource)
         source, size = upload_source(ctx.client, resource.name, folder, extra)
         ctx.say(f"  app {resource.name}: uploaded {size} bytes, deploying …")
@@ -896,8 +877,6 @@ class Apps(Handler):
         ctx.say(f"  app {resource.name} running at {app['url']}")
 
     def delete(self, ctx: Context, entry: Entry) -> None:
-        from bastion.client.apps import app_path
-
         with contextlib.suppress(NotFound):
             ctx.client.request("DELETE", app_path(entry["name"]))
 
