@@ -168,6 +168,7 @@ def main() -> None:
                         ops.kpis(),
                         ops.series(),
                         ops.groups(),
+                        ops.outliers(),
                         ops.rows(),
                     ):
                         with conn.cursor() as cursor:
@@ -183,7 +184,14 @@ def main() -> None:
                     end=now.isoformat(),
                 )
                 ops = OpsQueries([TABLE], state)
-                statements = [ops.facets(), ops.kpis(), ops.series(), ops.groups(), ops.rows()]
+                statements = [
+                    ops.facets(),
+                    ops.kpis(),
+                    ops.series(),
+                    ops.groups(),
+                    ops.outliers(),
+                    ops.rows(),
+                ]
 
                 def run(statement: Statement) -> None:
                     with (
@@ -240,8 +248,8 @@ def main() -> None:
     )
     print("| what | median | min | max |".replace("what", "what" + " " * 40))
     print("|" + "-" * 46 + "|----------|----------|----------|")
-    print(row("direct: the 6 Ops statements, one by one", direct))
-    print(row("direct: the 5 panel statements at once", together))
+    print(row("direct: the 7 Ops statements, one by one", direct))
+    print(row("direct: the 6 panel statements at once", together))
     print(row("render in Chromium, uncached (goal ≤ 2 s)", cold))
     print(row("render in Chromium, same URL again (cached)", warm))
     print(f"\nrender / direct (median): {statistics.median(cold) / statistics.median(direct):.2f}×")

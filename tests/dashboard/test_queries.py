@@ -3,6 +3,7 @@ token, and every panel obeys the same filters."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 import pytest
@@ -11,6 +12,7 @@ from payload_data import create_payload_table, sql
 from bastion.dashboard.client import NoAccess, Viewer
 from bastion.dashboard.queries import (
     OpsQueries,
+    Statement,
     audit_statement,
     payload_tables_statement,
     trace_statement,
@@ -68,13 +70,59 @@ def test_ops_panels_run_and_obey_the_same_filters(viewers) -> None:  # type: ign
     assert len(hits) >= 1 and all("question 7" in r for r in hits["request"])
     groups = _run(alice, everything.groups())
     assert {"requests", "base_requests", "p95_ms"} <= set(groups.columns)
-    slow = _run(alice, everything.outliers(float(current["p99_ms"])))
-    assert (slow["total_duration_ms"] > current["p99_ms"]).all()
+    slowest = _run(alice, everything.outliers())
+    above = slowest[slowest["total_duration_ms"] >= current["p99_ms"]]
+    naive = Statement(
+        "SELECT request_id FROM main.default.dq_payload WHERE request_time >= :start"
+        " AND request_time < :end AND total_duration_ms >= :p99"
+        " ORDER BY total_duration_ms DESC LIMIT 20",
+        {"start": everything.start, "end": everything.end, "p99": float(current["p99_ms"])},
+    )
+    assert len(above) >= 1
+    assert set(above["request_id"]) == set(_run(alice, naive)["request_id"])
     tokyo = _run(alice, OpsQueries(tables, ViewState(tz="Asia/Tokyo"), NOW).series())
     utc = _run(alice, everything.series())
     assert int(tokyo["requests"].sum()) == int(utc["requests"].sum())
     facets = _run(alice, everything.facets())
     assert "dq" in set(facets["endpoint_name"])
+
+
+def test_kpi_percentiles_are_exact(viewers) -> None:  # type: ignore[no-untyped-def]
+    """p50/p95/p99: the smallest latency that at least that share of the window's requests
+    does not exceed (what percentile_approx estimates), with n."""
+    alice, _ = viewers
+    ops = OpsQueries(["main.default.dq_payload"], ViewState(), NOW)
+    tile = _run(alice, ops.kpis()).set_index("win").loc["current"]
+    every = Statement(
+        "SELECT total_duration_ms FROM main.default.dq_payload WHERE request_time >= :start"
+        " AND request_time < :end AND total_duration_ms IS NOT NULL",
+        {"start": ops.start, "end": ops.end},
+    )
+    latencies = sorted(int(v) for v in _run(alice, every)["total_duration_ms"])
+    assert int(tile["latency_n"]) == len(latencies) > 20
+    for column, share in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+        assert int(tile[column]) == latencies[math.ceil(share * len(latencies)) - 1]
+
+
+@pytest.mark.parametrize("period", ["1h", "24h", "7d"])
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kolkata", "Asia/Kathmandu", "America/New_York"])
+def test_series_buckets_are_those_of_each_rows_own_local_time(viewers, period, tz) -> None:  # type: ignore[no-untyped-def]
+    """The series numbers rows by their UTC quarter hour and converts one time per quarter:
+    the same buckets and counts as converting every row (zones at +5:30 and +5:45 too)."""
+    alice, _ = viewers
+    ops = OpsQueries(["main.default.dq_payload"], ViewState(period=period, tz=tz), NOW)
+    unit = ops.state.bucket()
+    naive = Statement(
+        f"SELECT date_trunc('{unit}', convert_timezone('UTC', '{tz}', request_time)) AS bucket,"
+        " count(*) AS requests FROM main.default.dq_payload"
+        " WHERE request_time >= :start AND request_time < :end GROUP BY 1 ORDER BY 1",
+        {"start": ops.start, "end": ops.end},
+    )
+    expected = _run(alice, naive)
+    got = _run(alice, ops.series())
+    assert len(expected) > 0
+    assert list(got["bucket"]) == list(expected["bucket"])
+    assert list(got["requests"]) == list(expected["requests"])
 
 
 def test_trace_and_audit_statements_are_valid_sql(shared_server: RunningServer) -> None:

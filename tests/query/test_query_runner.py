@@ -109,6 +109,25 @@ def test_a_dedicated_database_opens_only_the_authorized_files(
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_a_kept_database_serves_only_statements_authorized_for_exactly_its_files(
+    pool: WorkerPool, tmp_path: Path
+) -> None:
+    source = _table(tmp_path / "events")
+    other = _table(tmp_path / "other")
+    assert other.files is not None and source.files is not None
+    count = "SELECT count(*) AS n FROM events"
+    for _ in range(3):  # every worker of the pool now keeps a database for each file set
+        for table in (other, source):
+            rows, _ = runner.run(count, {"events": table}, {}, _limits(pool, 0), max_rows=None)
+            assert rows.to_pylist() == [{"n": 4}]
+    # Authorized for ``source`` only: the database kept for it cannot open ``other``'s files,
+    # and a table a previous statement named is not there any more (temporary views).
+    for sql in (f"SELECT * FROM read_parquet('{other.files[0]}')", count):
+        for _ in range(3):
+            with pytest.raises(InvalidRequest):
+                runner.run(sql, {"renamed": source}, {}, _limits(pool, 0), max_rows=None)
+
+
 def test_a_column_missing_from_the_files_falls_back_to_the_arrow_dataset(
     pool: WorkerPool, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from bastion import sql
+from bastion.sql.dbapi import tls_context
 
 #: Local development only: a token to use when the page is not opened through the proxy.
 DEV_TOKEN_VARIABLE = "BASTION_DASHBOARD_DEV_TOKEN"
@@ -86,6 +87,7 @@ class Viewer:
                 self.host + path,
                 headers={"Authorization": f"Bearer {self.token}"},
                 timeout=60,
+                verify=tls_context(),
                 **kwargs,
             )
         except httpx.HTTPError as error:

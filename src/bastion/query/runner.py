@@ -26,7 +26,7 @@ from bastion.query.protocol import ArrowData, DeltaSnapshot, Job, ParquetFiles, 
 from bastion.query.results import QueryFailed, ResultStream
 from bastion.query.workers import WorkerPool
 
-NATIVE_SCAN_BYTES = 32 * 1024 * 1024
+NATIVE_SCAN_BYTES = 4 * 1024 * 1024
 _INTERNAL = re.compile(r"\b__(?:t|cte)\d+\b")
 
 

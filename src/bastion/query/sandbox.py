@@ -6,10 +6,13 @@ settings (``lock_configuration=true``).
 
 Small statements run in the worker's one shared database, which can open no file at all:
 their Delta tables come in as Arrow datasets. A statement that scans ``native_scan_bytes``
-or more of Parquet gets a database of its own whose ``allowed_paths`` are exactly the data
-files of the snapshots it was authorized to read, so DuckDB's own Parquet reader (parallel,
-with row-group statistics) does the scan; that database is then locked like the shared one
-and thrown away after the statement (opening one costs ~25 ms, small beside such a scan).
+or more of Parquet gets a database whose ``allowed_paths`` are exactly the data files of the
+snapshots it was authorized to read, so DuckDB's own Parquet reader (parallel, with
+row-group statistics) does the scan; that database is then locked like the shared one.
+Opening one costs ~25 ms, so the last few are kept, each keyed by its exact set of files: a
+later statement reads through one only when it was authorized for exactly those files
+(a dashboard's panels over one snapshot, say). Every statement gets a fresh connection to
+it, and its tables are *temporary* views of that connection, gone when it closes.
 
 A worker runs one statement at a time, so its memory limit is the statement's.
 """
@@ -33,6 +36,7 @@ _LOCKED: dict[str, Any] = {
     "python_enable_replacements": False,
 }
 _CACHED_DATASETS = 32
+_CACHED_DATABASES = 2
 
 
 class Sandbox:
@@ -46,6 +50,7 @@ class Sandbox:
         self._storage_options = dict(storage_options or {})
         self._database: duckdb.DuckDBPyConnection | None = None
         self._datasets: OrderedDict[tuple[Any, ...], ds.Dataset] = OrderedDict()
+        self._databases: OrderedDict[frozenset[str], duckdb.DuckDBPyConnection] = OrderedDict()
 
     def _config(self) -> dict[str, Any]:
         return {**_LOCKED, "memory_limit": self._memory_limit, "threads": self._threads}
@@ -90,7 +95,20 @@ class Sandbox:
             conn.close()
 
     def _dedicated(self, paths: Sequence[str]) -> duckdb.DuckDBPyConnection:
-        """A new database that may open only ``paths``, locked."""
+        """A connection to a database that may open only ``paths``, locked (kept for the
+        next statement authorized for exactly these files)."""
+        key = frozenset(paths)
+        database = self._databases.get(key)
+        if database is None:
+            database = self._open_dedicated(sorted(key))
+            self._databases[key] = database
+            while len(self._databases) > _CACHED_DATABASES:
+                self._databases.popitem(last=False)[1].close()
+        else:
+            self._databases.move_to_end(key)
+        return database.cursor()
+
+    def _open_dedicated(self, paths: list[str]) -> duckdb.DuckDBPyConnection:
         database = duckdb.connect(config=self._config())
         try:
             database.execute("SET allowed_paths = $paths", {"paths": list(paths)})
@@ -133,20 +151,27 @@ class Sandbox:
         if self._database is not None:
             self._database.close()
             self._database = None
+        while self._databases:
+            self._databases.popitem()[1].close()
         self._datasets.clear()
 
 
 def _parquet_view(
     conn: duckdb.DuckDBPyConnection, name: str, files: Sequence[str], schema: pa.Schema
 ) -> bool:
-    """Registers ``name`` as a native scan of the snapshot's files, with the table's columns.
+    """Registers ``name`` as a native scan of the snapshot's files, with the table's columns:
+    a temporary view, which only this connection sees.
 
     ``False`` when the files do not hold every column (a column added later and not yet
     written): the caller then registers the Arrow dataset, which fills it with nulls.
     """
+    columns = ", ".join(_quoted(c) for c in schema.names)
+    paths = ", ".join(_literal(f) for f in files)
     try:
-        relation = conn.read_parquet(list(files), union_by_name=True)
-        relation.project(", ".join(_quoted(c) for c in schema.names)).to_view(name)
+        conn.execute(
+            f"CREATE TEMPORARY VIEW {_quoted(name)} AS SELECT {columns} "
+            f"FROM read_parquet([{paths}], union_by_name = true)"
+        )
     except duckdb.BinderException:
         return False
     return True
@@ -154,3 +179,7 @@ def _parquet_view(
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"

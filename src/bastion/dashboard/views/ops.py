@@ -75,6 +75,7 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
         "kpis": ops.kpis(),
         "series": ops.series(),
         "groups": ops.groups(),
+        "outliers": ops.outliers(),
         "rows": ops.rows(),
     }
     with st.spinner("Loading…"):
@@ -192,22 +193,22 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
 
         panel(state, "Top requesters", [], requesters)
     with right:
-        threshold = p99[0]
-        outliers_statement = ops.outliers(threshold or 0.0)
 
         def outliers() -> None:
+            threshold = p99[0]
             if threshold is None:
                 empty("No latency to compare.")
                 return
-            frame = query(viewer, outliers_statement)
+            frame = numeric(_raise(results["outliers"]), ("total_duration_ms",))
+            frame = frame[frame["total_duration_ms"] >= threshold]
             if frame.empty:
-                empty("No request above the p99.")
+                empty("No request at or above the p99.")
                 return
             frame = frame.assign(request_time=_local(frame["request_time"], state))
-            st.caption(f"Latency outliers above p99 ({threshold:,.0f} ms)")
+            st.caption(f"Latency outliers: the slowest 1 % (at or above p99, {threshold:,.0f} ms)")
             st.dataframe(frame, hide_index=True, use_container_width=True, height=260)
 
-        panel(state, "Latency outliers", [outliers_statement], outliers)
+        panel(state, "Latency outliers", [statements["outliers"]], outliers)
 
     st.subheader("Rows")
 
