@@ -329,6 +329,36 @@ def test_closed_writer_refuses_appends(tmp_path: Path) -> None:
         assert again.stats().pending == 0
 
 
+def test_the_platforms_own_table_specs_commit_through_the_helper_process(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """The specs the platform builds (from its table storage, whose options are a read-only
+    view) reach the helper process: a spec that cannot be pickled kept every row in the WAL
+    and committed nothing while the server ran."""
+    from bastion.settings import Settings
+    from bastion.tables.storage import TableStorage
+    from bastion.tables.system import AUDIT as AUDIT_TABLE
+
+    spec = AUDIT_TABLE.spec(TableStorage.from_settings(Settings(home=tmp_path / "home")))
+    w = DurableWriter(tmp_path / "wal", flush_rows=100, clock=clock, commit_process=True)
+    try:
+        w.register(spec)
+        w.append(
+            spec.name,
+            {
+                "event_id": "ev-1",
+                "event_time": dt.datetime(2025, 6, 1, tzinfo=dt.UTC),
+                "service_name": "unityCatalog",
+                "action_name": "getTable",
+            },
+        )
+        assert w.flush() == 1
+        assert w.stats().pending == 0
+    finally:
+        w.close()
+    assert ids(spec.uri) == ["ev-1"]
+
+
 def test_commits_in_a_helper_process_dedupe_quarantine_and_replay(
     tmp_path: Path, clock: ManualClock
 ) -> None:

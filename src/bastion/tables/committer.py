@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -82,9 +83,14 @@ _parent: int | None = None
 
 def _serve(parent: int) -> None:
     """In the helper process, first: exit as soon as the writer's process is gone (however
-    it died), so a restarted writer never races a commit of the same segments."""
+    it died), so a restarted writer never races a commit of the same segments. A terminal's
+    Ctrl-C and a service manager's SIGTERM reach the whole process group: they are the
+    writer's to handle, which then commits what is left through this process and stops it
+    (were it to die first, a clean stop would leave rows in the log for the next start)."""
     global _parent
     _parent = parent
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:

@@ -103,6 +103,10 @@ class TableSpec:
             raise InvalidRequest(f"partition columns {missing} are not in the schema")
         object.__setattr__(self, "partition_by", tuple(self.partition_by))
         object.__setattr__(self, "field_names", names)
+        # A plain dict (or None): the spec travels to the commit process by pickle, and a
+        # read-only view (``TableStorage.options``) cannot be pickled.
+        options = dict(self.storage_options) if self.storage_options else None
+        object.__setattr__(self, "storage_options", options)
 
 
 @dataclass(frozen=True)
