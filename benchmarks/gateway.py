@@ -4,8 +4,8 @@ Starts, on 127.0.0.1 only: the stub upstream (``benchmarks/upstream.py``), Redis
 Bastion set-ups, each with an endpoint ``stub`` serving the stub as an external
 OpenAI-compatible model, payload + usage logging and tracing on:
 
-* ``bastion up`` — one process, SQLite (and again with its Delta commits in a helper
-  process, ``BASTION_WRITER_COMMIT_PROCESS=true``);
+* ``bastion up`` — one process, SQLite, its Delta commits in a helper process (the default),
+  and again with them in the server process (``BASTION_WRITER_COMMIT_PROCESS=false``);
 * ``bastion up --workers 2`` — two server processes on one port, SQLite, Redis;
 * two replicas (``bastion up`` + ``bastion serve``) on one PostgreSQL metastore and Redis,
   behind HAProxy — when a PostgreSQL server is given (``--postgres-url``, or
@@ -166,25 +166,26 @@ def start_bastion(
     *,
     workers: int = 1,
     redis: str | None = None,
-    helper: bool = False,
+    in_process_commits: bool = False,
 ) -> Deployment:
-    """``bastion up`` on SQLite: one process, or ``--workers N`` on one port; ``helper``:
-    Delta commits in a helper process (``BASTION_WRITER_COMMIT_PROCESS``)."""
+    """``bastion up`` on SQLite: one process, or ``--workers N`` on one port;
+    ``in_process_commits``: Delta commits in the server process instead of the default helper
+    process (``BASTION_WRITER_COMMIT_PROCESS=false``)."""
     port = free_port()
-    home = work / f"bastion-{workers}{'-helper' if helper else ''}"
+    home = work / f"bastion-{workers}{'-in-process' if in_process_commits else ''}"
     env = {**BASTION_ENV, "BASTION_HOME": str(home)}
     if redis:
         env["BASTION_REDIS_URL"] = redis
-    if helper:
-        env["BASTION_WRITER_COMMIT_PROCESS"] = "true"
+    if in_process_commits:
+        env["BASTION_WRITER_COMMIT_PROCESS"] = "false"
     own = stack.enter_context(ExitStack())
     args = ["up", "--port", str(port), "--no-default-model", "--workers", str(workers)]
     own.enter_context(
         process([sys.executable, "-m", "bastion.cli.main", *args], work / f"{home.name}.log", env)
     )
     label = "Bastion, 1 process" if workers == 1 else f"Bastion, --workers {workers}"
-    if helper:
-        label += ", commits in a helper process"
+    if in_process_commits:
+        label += ", commits in the server process"
     deployment = Deployment(label, f"http://127.0.0.1:{port}", home, own)
     wait_http(f"{deployment.base}/healthz")
     create_endpoint(deployment, upstream)
@@ -430,7 +431,7 @@ def main() -> None:
             if exe is not None:
                 litellm = start_litellm(stack, work, upstream, exe)
         deployments.append(start_bastion(stack, work, upstream))
-        deployments.append(start_bastion(stack, work, upstream, helper=True))
+        deployments.append(start_bastion(stack, work, upstream, in_process_commits=True))
         if args.workers > 1:
             deployments.append(
                 start_bastion(

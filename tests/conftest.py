@@ -75,6 +75,10 @@ def make_settings(home: Path, database_url: str, **overrides: object) -> Setting
         "admin_token": ADMIN_TOKEN,
         "cache_poll_interval_s": 0,
         "egress_allow_hosts": ["127.0.0.1"],
+        # In-process test platforms commit in their own process (no helper to spawn for each
+        # of hundreds of short-lived platforms); the writer's tests cover both modes, and the
+        # servers the tests start with `bastion up` run the default, the helper process.
+        "writer_commit_process": False,
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]

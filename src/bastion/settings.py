@@ -189,10 +189,10 @@ class Settings(BaseSettings):
         "lose commits. See docs/storage.md.",
     )
     writer_commit_process: bool = Field(
-        default=False,
+        default=True,
         description="Convert and commit logged rows to Delta in a helper process (one per "
-        "server process), so that the server's requests never wait for that work "
-        "(docs/writer.md, docs/benchmarks.md; not yet with --workers, see docs/deploy.md).",
+        "server process), so that the server's requests never wait for that work; false: "
+        "commit in the server process (docs/writer.md, docs/benchmarks.md).",
     )
 
     gil_switch_interval_ms: float = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -38,5 +39,30 @@ def test_other_replica_sees_grant_changes_after_polling(tmp_path: Path, platform
         other.metastore.poll_once()
         with pytest.raises(PermissionDenied):
             other.authorizer.require(caller, Privilege.SELECT, SecurableType.SCHEMA, "main.default")
+    finally:
+        other.close()
+
+
+def test_a_replica_that_cached_while_starting_sees_changes_made_before_it_polled(
+    tmp_path: Path, platform: Platform
+) -> None:
+    """A starting replica caches (routing, catalog, identities) before its poller runs; a
+    change another replica commits in between must still reach it. Seen with two server
+    processes: one kept answering 404 for an endpoint the other had just created."""
+    other = Platform(make_settings(tmp_path / "home2", platform.settings.resolved_database_url))
+    try:
+        user = platform.identity.create_principal(PrincipalKind.USER, "yan@example.com")
+        other.metastore.poll_once()
+        caller = other.identity_cache.caller(user.id)
+        schema = other.authorizer.node(SecurableType.SCHEMA, "main.default")
+        assert not other.authorizer.has(caller, Privilege.SELECT, schema)  # cached now
+        platform.governance.update_grants(
+            schema.id, [GrantChange(user.id, add=(Privilege.SELECT,))]
+        )
+        other.metastore.start_polling(0.05)
+        deadline = time.monotonic() + 5
+        while not other.authorizer.has(caller, Privilege.SELECT, schema):
+            assert time.monotonic() < deadline, "the replica never saw the grant"
+            time.sleep(0.05)
     finally:
         other.close()

@@ -138,6 +138,31 @@ def test_a_change_reaches_the_other_replica_through_redis_not_polling(
         one.close()
 
 
+def test_a_change_made_before_a_replica_subscribed_still_reaches_its_caches(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Polling off: a replica that cached while starting, then subscribed after another
+    replica's change was announced, rebuilds once it has subscribed (it cannot have heard)."""
+    database = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = dict(redis_url=redis_url, cache_poll_interval_s=0)
+    one = Platform(make_settings(tmp_path / "one", database, **settings))
+    two = Platform(make_settings(tmp_path / "two", database, **settings))
+    try:
+        initialize(one)
+        one.start()
+        assert one.invalidator is not None and two.invalidator is not None
+        _wait(lambda: one.invalidator.subscribed, "the first subscription")
+        cached = two.identity_cache.snapshot().principals  # two caches while "starting"
+        user = one.identity.create_principal(PrincipalKind.USER, "late@example.com")
+        _wait(lambda: one.invalidator.published >= 1, "the announcement")
+        assert user.id not in cached
+        two.start()
+        _wait(lambda: user.id in two.identity_cache.snapshot().principals, "the late replica")
+    finally:
+        two.close()
+        one.close()
+
+
 def test_a_change_made_while_redis_is_down_arrives_when_it_is_back(
     tmp_path: Path, redis_service: RedisServer
 ) -> None:

@@ -9,8 +9,8 @@ arrives — milliseconds, not a poll interval — so a token revoked or a grant 
 one replica is refused by all of them on their next request.
 
 Polling stays on as the backstop: a message lost while a subscriber reconnects is caught by
-the next poll, and after a reconnect the subscriber invalidates once anyway (it may have
-missed messages while it was away). A publish that fails is retried (for up to a minute), so
+the next poll, and after each subscription — the first one included, as a replica caches
+while it starts — the subscriber invalidates once anyway (it may have missed messages). A publish that fails is retried (for up to a minute), so
 the others hear of the change as soon as Redis is back.
 
 >>> bus = Invalidator("redis://127.0.0.1:6379/0", on_remote_change=metastore.invalidate)
@@ -46,7 +46,7 @@ class Invalidator:
     """Publishes this process's metastore changes and applies other processes' changes.
 
     ``on_remote_change`` runs on the subscriber thread for every message from another
-    process (and once after each reconnect); it must be quick (bump a counter).
+    process (and once after each subscription); it must be quick (bump a counter).
     """
 
     def __init__(
@@ -113,14 +113,13 @@ class Invalidator:
     # -- subscribing ------------------------------------------------------------------------
 
     def _subscribe_loop(self) -> None:
-        connected_once = False
         while not self._stop.is_set():
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(self.channel)
-                if connected_once:  # we may have missed messages while away
-                    self.on_remote_change()
-                connected_once = True
+                # Messages sent before this subscription never arrive: while away, and at
+                # first while this replica was starting and already caching.
+                self.on_remote_change()
                 self._subscribed.set()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)

@@ -163,7 +163,10 @@ class Metastore:
         """Watch the change counter so that other replicas' changes reach this one's caches."""
         if interval_s <= 0 or self._poller is not None:
             return
-        self._seen_version = self.current_version()
+        # No reading of the counter here: a replica that is starting has already cached
+        # things (the identities, the catalog, routing) at the version it had seen, and a
+        # change another replica made before now must still invalidate them. The first poll
+        # compares against that version (0 at first: one spare rebuild at worst).
 
         def loop() -> None:
             while not self._stop.wait(interval_s):
