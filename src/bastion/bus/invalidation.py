@@ -10,8 +10,9 @@ one replica is refused by all of them on their next request.
 
 Polling stays on as the backstop: a message lost while a subscriber reconnects is caught by
 the next poll, and after each subscription — the first one included, as a replica caches
-while it starts — the subscriber invalidates once anyway (it may have missed messages). A publish that fails is retried (for up to a minute), so
-the others hear of the change as soon as Redis is back.
+while it starts — the subscriber invalidates once anyway (it may have missed messages). A
+publish that fails is retried (for up to a minute), so the others hear of the change as soon
+as Redis is back.
 
 >>> bus = Invalidator("redis://127.0.0.1:6379/0", on_remote_change=metastore.invalidate)
 >>> bus.start()
