@@ -162,15 +162,7 @@ def main() -> None:
                 ops = OpsQueries([TABLE], state)
                 begin = time.perf_counter()
                 with bastion_sql.connect(server_hostname=url, access_token=token) as conn:
-                    for statement in (
-                        payload_tables_statement(),
-                        ops.facets(),
-                        ops.kpis(),
-                        ops.series(),
-                        ops.groups(),
-                        ops.outliers(),
-                        ops.rows(),
-                    ):
+                    for statement in (payload_tables_statement(), *ops.panels().values()):
                         with conn.cursor() as cursor:
                             cursor.execute(statement.sql, statement.params)
                             cursor.fetchall_arrow()
@@ -184,14 +176,7 @@ def main() -> None:
                     end=now.isoformat(),
                 )
                 ops = OpsQueries([TABLE], state)
-                statements = [
-                    ops.facets(),
-                    ops.kpis(),
-                    ops.series(),
-                    ops.groups(),
-                    ops.outliers(),
-                    ops.rows(),
-                ]
+                statements = list(ops.panels().values())
 
                 def run(statement: Statement) -> None:
                     with (

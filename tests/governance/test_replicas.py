@@ -16,15 +16,23 @@ from bastion.platform import Platform
 from conftest import make_settings
 
 
-def test_other_replica_sees_grant_changes_after_polling(tmp_path: Path, platform: Platform) -> None:
-    other = Platform(make_settings(tmp_path / "home2", platform.settings.resolved_database_url))
-    try:
-        user = platform.identity.create_principal(PrincipalKind.USER, "zoe@example.com")
-        other.metastore.poll_once()
-        caller = other.identity_cache.caller(user.id)
-        schema = other.authorizer.node(SecurableType.SCHEMA, "main.default")
-        assert not other.authorizer.has(caller, Privilege.SELECT, schema)
+def _replica_caching_a_user(platform: Platform, home: Path, email: str):  # type: ignore[no-untyped-def]
+    """A second replica on ``platform``'s metastore that has cached a new user (no grant on
+    ``main.default``) and the catalog: (replica, user, caller, schema)."""
+    other = Platform(make_settings(home, platform.settings.resolved_database_url))
+    user = platform.identity.create_principal(PrincipalKind.USER, email)
+    other.metastore.poll_once()
+    caller = other.identity_cache.caller(user.id)
+    schema = other.authorizer.node(SecurableType.SCHEMA, "main.default")
+    assert not other.authorizer.has(caller, Privilege.SELECT, schema)
+    return other, user, caller, schema
 
+
+def test_other_replica_sees_grant_changes_after_polling(tmp_path: Path, platform: Platform) -> None:
+    other, user, caller, schema = _replica_caching_a_user(
+        platform, tmp_path / "home2", "zoe@example.com"
+    )
+    try:
         platform.governance.update_grants(
             schema.id, [GrantChange(user.id, add=(Privilege.SELECT,))]
         )
@@ -49,13 +57,10 @@ def test_a_replica_that_cached_while_starting_sees_changes_made_before_it_polled
     """A starting replica caches (routing, catalog, identities) before its poller runs; a
     change another replica commits in between must still reach it. Seen with two server
     processes: one kept answering 404 for an endpoint the other had just created."""
-    other = Platform(make_settings(tmp_path / "home2", platform.settings.resolved_database_url))
+    other, user, caller, schema = _replica_caching_a_user(
+        platform, tmp_path / "home2", "yan@example.com"
+    )
     try:
-        user = platform.identity.create_principal(PrincipalKind.USER, "yan@example.com")
-        other.metastore.poll_once()
-        caller = other.identity_cache.caller(user.id)
-        schema = other.authorizer.node(SecurableType.SCHEMA, "main.default")
-        assert not other.authorizer.has(caller, Privilege.SELECT, schema)  # cached now
         platform.governance.update_grants(
             schema.id, [GrantChange(user.id, add=(Privilege.SELECT,))]
         )

@@ -127,6 +127,18 @@ class OpsQueries:
 
     # -- panels -------------------------------------------------------------------------------
 
+    def panels(self) -> dict[str, Statement]:
+        """Every statement of the Ops view's first render, run at once (the outliers too:
+        the view filters them by the KPIs' p99 afterwards)."""
+        return {
+            "facets": self.facets(),
+            "kpis": self.kpis(),
+            "series": self.series(),
+            "groups": self.groups(),
+            "outliers": self.outliers(),
+            "rows": self.rows(),
+        }
+
     def kpis(self) -> Statement:
         """Requests, errors, latency percentiles with n, tokens, users — for the window and
         the one before it (the Δ). Percentiles are exact (``percentile_disc``: the smallest

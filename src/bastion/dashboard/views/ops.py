@@ -70,14 +70,7 @@ def render(viewer: Viewer, state: ViewState) -> ViewState:
     # Every statement at once (filter values included): the state comes from the URL, and a
     # changed filter reruns the page.
     ops = OpsQueries(tables, state)
-    statements = {
-        "facets": ops.facets(),
-        "kpis": ops.kpis(),
-        "series": ops.series(),
-        "groups": ops.groups(),
-        "outliers": ops.outliers(),
-        "rows": ops.rows(),
-    }
+    statements = ops.panels()
     with st.spinner("Loading…"):
         results = _fetch_all(viewer, statements)
     facets = results["facets"] if isinstance(results["facets"], pd.DataFrame) else None
