@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from bastion.governance.securables import SecurableType
 from bastion.governance.store import GrantChange
 from bastion.identity.model import PrincipalKind
 from bastion.platform import Platform
-from conftest import make_settings
+from conftest import make_settings, wait_until
 
 
 def _replica_caching_a_user(platform: Platform, home: Path, email: str):  # type: ignore[no-untyped-def]
@@ -65,9 +64,6 @@ def test_a_replica_that_cached_while_starting_sees_changes_made_before_it_polled
             schema.id, [GrantChange(user.id, add=(Privilege.SELECT,))]
         )
         other.metastore.start_polling(0.05)
-        deadline = time.monotonic() + 5
-        while not other.authorizer.has(caller, Privilege.SELECT, schema):
-            assert time.monotonic() < deadline, "the replica never saw the grant"
-            time.sleep(0.05)
+        wait_until(lambda: other.authorizer.has(caller, Privilege.SELECT, schema), "the grant")
     finally:
         other.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -23,17 +22,10 @@ from bastion.serving.workers import WorkerSpec, WorkerState
 from bastion.serving.workers.shared import SharedWorkerSupervisor
 from bastion.tables.slots import drain_orphans, open_slot, pending_tables, slot_path
 from bastion.tables.writer import DurableWriter, TableSpec
-from conftest import RunningServer, ServerThread, make_settings
+from conftest import RunningServer, ServerThread, make_settings, wait_until
 from services import RedisServer
 
 STUB = str(Path(__file__).resolve().parent.parent / "upstream_stub.py")
-
-
-def _wait(condition: object, what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 # --- the leader lease --------------------------------------------------------------------------
@@ -125,10 +117,12 @@ def test_a_change_reaches_the_other_replica_through_redis_not_polling(
         one.start()
         two.start()
         assert one.invalidator is not None and two.invalidator is not None
-        _wait(lambda: one.invalidator.subscribed and two.invalidator.subscribed, "subscriptions")
+        wait_until(
+            lambda: one.invalidator.subscribed and two.invalidator.subscribed, "subscriptions"
+        )
         before = two.metastore.generation
         user = one.identity.create_principal(PrincipalKind.USER, "zed@example.com")
-        _wait(lambda: two.metastore.generation > before, "the invalidation")
+        wait_until(lambda: two.metastore.generation > before, "the invalidation")
         assert two.identity_cache.snapshot().principals[user.id].name == "zed@example.com"
         assert two.invalidator.received >= 1 and one.invalidator.published >= 1
         assert one.invalidator.received == 0  # its own messages are not applied twice
@@ -151,13 +145,13 @@ def test_a_change_made_before_a_replica_subscribed_still_reaches_its_caches(
         initialize(one)
         one.start()
         assert one.invalidator is not None and two.invalidator is not None
-        _wait(lambda: one.invalidator.subscribed, "the first subscription")
+        wait_until(lambda: one.invalidator.subscribed, "the first subscription")
         cached = two.identity_cache.snapshot().principals  # two caches while "starting"
         user = one.identity.create_principal(PrincipalKind.USER, "late@example.com")
-        _wait(lambda: one.invalidator.published >= 1, "the announcement")
+        wait_until(lambda: one.invalidator.published >= 1, "the announcement")
         assert user.id not in cached
         two.start()
-        _wait(lambda: user.id in two.identity_cache.snapshot().principals, "the late replica")
+        wait_until(lambda: user.id in two.identity_cache.snapshot().principals, "the late replica")
     finally:
         two.close()
         one.close()
@@ -174,16 +168,18 @@ def test_a_change_made_while_redis_is_down_arrives_when_it_is_back(
         one.start()
         two.start()
         assert one.invalidator is not None and one.redis_health is not None
-        _wait(lambda: one.invalidator.subscribed and two.invalidator.subscribed, "subscriptions")
+        wait_until(
+            lambda: one.invalidator.subscribed and two.invalidator.subscribed, "subscriptions"
+        )
         before = two.metastore.generation
         redis_service.pause()
         try:
             one.identity.create_principal(PrincipalKind.USER, "down@example.com")
-            _wait(lambda: one.redis_health.errors["invalidation_publish"] >= 1, "the failure")
+            wait_until(lambda: one.redis_health.errors["invalidation_publish"] >= 1, "the failure")
             assert two.metastore.generation == before
         finally:
             redis_service.resume()
-        _wait(lambda: two.metastore.generation > before, "the late invalidation", 30)
+        wait_until(lambda: two.metastore.generation > before, "the late invalidation", 30)
         assert one.redis_health.fallbacks[("invalidation_publish", "polling")] >= 1
     finally:
         two.close()
@@ -209,8 +205,10 @@ def test_followers_route_to_the_leaders_workers(tmp_path: Path) -> None:
         waiting = follower.ensure(spec)  # nothing published yet: starting, and nothing started
         assert waiting.state is WorkerState.STARTING and waiting.pid is None
         worker = leader.ensure(spec)
-        _wait(lambda: worker.state is WorkerState.READY, "the worker", 60)
-        _wait(lambda: (follower.get("stub/1") or waiting).state is WorkerState.READY, "the mirror")
+        wait_until(lambda: worker.state is WorkerState.READY, "the worker", 60)
+        wait_until(
+            lambda: (follower.get("stub/1") or waiting).state is WorkerState.READY, "the mirror"
+        )
         mirrored = follower.ensure(spec)
         assert mirrored.base_url == worker.base_url
         reply = httpx.post(
@@ -222,7 +220,9 @@ def test_followers_route_to_the_leaders_workers(tmp_path: Path) -> None:
         generation = follower.generation
         leader.follow()  # the leader steps down: its workers stop
         assert worker.process is None
-        _wait(lambda: follower.generation > generation and not follower.workers(), "the update")
+        wait_until(
+            lambda: follower.generation > generation and not follower.workers(), "the update"
+        )
     finally:
         follower.stop_all()
         leader.stop_all()

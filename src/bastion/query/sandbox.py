@@ -111,7 +111,7 @@ class Sandbox:
     def _open_dedicated(self, paths: list[str]) -> duckdb.DuckDBPyConnection:
         database = duckdb.connect(config=self._config())
         try:
-            database.execute("SET allowed_paths = $paths", {"paths": list(paths)})
+            database.execute("SET allowed_paths = $paths", {"paths": paths})
             database.execute("SET enable_external_access = false")
             database.execute("SET lock_configuration = true")
         except BaseException:
