@@ -30,6 +30,8 @@ from bastion.observability.tracing import (
 from bastion.platform import Platform
 from bastion.serving.control.routing import Upstream
 from bastion.serving.protocols import ChatRequest, ClientApi
+from bastion.tables import wal
+from bastion.tables.writer import DurableWriter, TableSpec
 from conftest import RunningServer, ServerThread, make_settings
 from upstream_stub import StubServer, deploy_stub_model, start_stub
 
@@ -235,6 +237,44 @@ def test_request_refused_at_a_phase_ends_there_without_client_span(services: Pla
     assert spans["authorize"]["status_code"] == "ERROR"
     assert spans["authorize"]["end_time"] == spans["gateway chat/completions"]["end_time"]
     assert spans["route"]["status_code"] == "UNSET"
+
+
+def test_one_compact_record_per_request_expanded_alike_wherever_committed(
+    services: Platform, tmp_path: Path
+) -> None:
+    """The server process logs one record of a request's facts, not its five span rows; the
+    writer expands it when it commits. A helper process (a spawned interpreter, as servers
+    commit) gets the same rows from it, span ids included, and a record logged twice (a
+    replay) is committed once."""
+    exchange = _exchange()
+    tracer = Tracer(services)
+    tracer.record(exchange)
+    tracer.flush()
+    tracer.close()
+    directory = services.writer.wal_dir / "tables" / SPANS.full_name
+    logged = [
+        record
+        for seq in wal.list_segments(directory)
+        for record in wal.read_segment(wal.segment_path(directory, seq)).records
+    ]
+    assert len(logged) == 1 and sorted(logged[0]) == ["span_id", "trace"]
+    assert logged[0]["trace"]["trace_id"] == exchange.trace_id
+    here = sorted(_spans(services), key=lambda s: s["span_id"])
+    assert len(here) == 5 and here[0]["trace_id"] == exchange.trace_id
+
+    spec = TableSpec(
+        SPANS.full_name, str(tmp_path / "spans"), SPANS.schema, SPANS.key, expander=SPANS.expander
+    )
+    with DurableWriter(tmp_path / "wal", commit_process=True) as writer:
+        writer.register(spec)
+        writer.append_many(SPANS.full_name, [logged[0], logged[0]])
+        assert writer.flush() == 5
+        assert writer.stats().deduplicated == 1
+    there = DeltaTable(spec.uri).to_pyarrow_table().to_pylist()
+    for row in there:
+        row["attributes"] = dict(row["attributes"] or [])
+        row["resource"] = dict(row["resource"] or [])
+    assert sorted(there, key=lambda s: s["span_id"]) == here
 
 
 def _agent_caller() -> Caller:

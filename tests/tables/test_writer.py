@@ -6,6 +6,8 @@ import datetime as dt
 import importlib.util
 import shutil
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -386,3 +388,64 @@ def test_commits_in_a_helper_process_dedupe_quarantine_and_replay(
     assert again.flush() == 0
     again.close()
     assert ids(spec.uri) == ["ev-1", "ev-3", "ev-4"]
+
+
+@dataclass(frozen=True)
+class PairExpander:
+    """``{"event_id": "p", "pair": [a, b]}`` stands for two audit rows, ``p-a`` and ``p-b``."""
+
+    field: str = "pair"
+
+    def rows(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+        first, second = record["pair"]  # anything else: this record cannot be expanded
+        return [
+            {"event_id": f"{record['event_id']}-{first}", "status_code": 200},
+            {"event_id": f"{record['event_id']}-{second}", "status_code": second},
+        ]
+
+
+def test_compact_records_are_logged_as_they_are_and_expanded_when_committed(
+    tmp_path: Path, writer: Any
+) -> None:
+    spec = TableSpec(
+        AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id", expander=PairExpander()
+    )
+    writer.register(spec)
+    writer.append(AUDIT, {"event_id": "p1", "pair": ["a", 201]})
+    writer.append(AUDIT, {"event_id": "p1", "pair": ["again", 202]})  # same key: de-duplicated
+    writer.append(AUDIT, {"event_id": "p2", "pair": ["a"]})  # cannot be expanded
+    writer.append(AUDIT, {"event_id": "p3", "pair": ["a", "not a number"]})  # 2nd row is bad
+    writer.append(AUDIT, audit_row(4))  # a plain row beside them
+    directory = tmp_path / "wal" / "tables" / AUDIT
+    logged = [
+        record
+        for seq in wal.list_segments(directory)
+        for record in wal.read_segment(wal.segment_path(directory, seq)).records
+    ]
+    assert [sorted(r) for r in logged[:2]] == [["event_id", "pair"]] * 2  # compact in the log
+
+    assert writer.flush() == 3
+    assert ids(spec.uri) == ["ev-4", "p1-201", "p1-a"]
+    stats = writer.stats()
+    assert (stats.written, stats.deduplicated, stats.quarantined) == (3, 1, 2)
+    # A compact record is quarantined whole, as it was logged (p3's good row is not written).
+    dead = {d["record"]["event_id"]: d for d in wal.read_dead_letters(directory)}
+    assert sorted(dead) == ["p2", "p3"]
+    assert dead["p2"]["record"] == {"event_id": "p2", "pair": ["a"]}
+    assert "cannot expand" in dead["p2"]["error"]
+    assert "status_code" in dead["p3"]["error"]
+
+
+def test_compact_records_hold_the_key_and_the_expanders_field_only(
+    tmp_path: Path, writer: Any
+) -> None:
+    spec = TableSpec(
+        AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id", expander=PairExpander()
+    )
+    writer.register(spec)
+    with pytest.raises(InvalidRequest, match="compact record"):
+        writer.append(AUDIT, {"event_id": "p1", "pair": ["a", 1], "action_name": "x"})
+    with pytest.raises(InvalidRequest, match="no columns"):
+        writer.append(AUDIT, {"event_id": "p1", "other": 1})
+    with pytest.raises(InvalidRequest, match="is a column"):
+        TableSpec(AUDIT, "x", AUDIT_SCHEMA, key="event_id", expander=PairExpander("status_code"))

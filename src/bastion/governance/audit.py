@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +59,8 @@ class AuditEvent:
     error_message: str | None = None
     source_ip_address: str | None = None
     user_agent: str | None = None
-    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # 128 random bits as 32 hex digits (uuid4().hex costs five times as much: one per request).
+    event_id: str = field(default_factory=lambda: os.urandom(16).hex())
     #: The app the user acted through (a forwarded on-behalf-of token), if any.
     acting_app: str | None = None
 

@@ -2,9 +2,12 @@
 
 The gateway reads the clock at the end of each phase and around each upstream attempt, and
 picks the trace id when the request arrives (it sends ``traceparent`` upstream); the tracer
-builds the span tree *after the fact* from those marks, on a background thread, instead of
-propagating span objects through the hot path. The Delta commit to ``system.tracing.spans``
-and the optional OTLP export both happen off the request path.
+records those marks *after the fact*, on a background thread, instead of propagating span
+objects through the hot path. It logs them as one compact record per request (its *facts*);
+the table writer expands each into the request's span rows when it commits them to
+``system.tracing.spans`` — in its commit helper process by default
+(:mod:`bastion.observability.spans`). The optional OTLP export builds the same spans here, on
+the tracer's threads; neither is on the request path.
 
 The tree of one request::
 
@@ -40,6 +43,7 @@ import httpx
 
 from bastion.bootstrap import ADMIN_USER, register_system_table
 from bastion.errors import AlreadyExists, BastionError, InvalidRequest
+from bastion.observability.spans import FACTS, SpanExpander, spans_of
 from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
 from bastion.platform import Platform
 from bastion.tables.system import define_table
@@ -71,6 +75,7 @@ SPANS = define_table(
         ("endpoint_name", "string"),
         ("service_name", "string"),
     ],
+    expander=SpanExpander(),
 )
 
 SERVICE_NAME = "bastion-gateway"
@@ -100,57 +105,6 @@ def _gen_ai_system(entity: Any) -> str:
     if kind == "worker" and getattr(entity, "runtime", None):
         return str(entity.runtime)
     return _GEN_AI_SYSTEM.get(kind, str(kind))
-
-
-def _span(
-    trace_id: str,
-    span_id: str,
-    parent: str | None,
-    name: str,
-    kind: str,
-    start: float,
-    end: float,
-    attributes: dict[str, Any],
-    error: str | None,
-    common: dict[str, Any],
-) -> dict[str, Any]:
-    """One span, with wall-clock times in seconds and typed attributes (the OTLP shape)."""
-    return {
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "parent_span_id": parent,
-        "name": name,
-        "kind": kind,
-        "start": start,
-        "end": max(end, start),
-        "status_code": "ERROR" if error is not None else "UNSET",
-        "status_message": error,
-        "attributes": attributes,
-        **common,
-    }
-
-
-def _row(span: Mapping[str, Any], resource: Mapping[str, str]) -> dict[str, Any]:
-    start, end = span["start"], span["end"]
-    return {
-        "trace_id": span["trace_id"],
-        "span_id": span["span_id"],
-        "parent_span_id": span["parent_span_id"],
-        "name": span["name"],
-        "kind": span["kind"],
-        # Epoch microseconds: the writer stores them as the column's timestamp as they are,
-        # cheaper than datetimes through the JSON log and back.
-        "start_time": int(start * 1_000_000),
-        "end_time": int(end * 1_000_000),
-        "duration_ms": (end - start) * 1000,
-        "status_code": span["status_code"],
-        "status_message": span["status_message"],
-        "attributes": {k: str(v) for k, v in span["attributes"].items() if v is not None},
-        "resource": resource,
-        "request_id": span.get("request_id"),
-        "endpoint_name": span.get("endpoint_name"),
-        "service_name": resource.get("service.name"),
-    }
 
 
 class Tracer:
@@ -241,19 +195,24 @@ class Tracer:
                 return
 
     def _write(self, batch: list[Exchange]) -> None:
-        spans: list[dict[str, Any]] = []
+        records: list[dict[str, Any]] = []
         for exchange in batch:
             try:
-                spans += self.spans(exchange)
+                facts = self.facts(exchange)
             except Exception:  # a tracing bug must not fail a request
-                logger.exception("could not build the trace of request %s", exchange.request_id)
-        if not spans:
+                logger.exception("could not trace request %s", exchange.request_id)
+                continue
+            records.append({"span_id": facts["span_id"], FACTS: facts})
+        if not records:
             return
         try:
-            self._writer.append_many(SPANS.full_name, [_row(s, self.resource) for s in spans])
+            self._writer.append_many(SPANS.full_name, records)
         except BastionError:
-            logger.exception("could not log the spans of %d requests", len(batch))
+            logger.exception("could not log the traces of %d requests", len(batch))
         if self.exporter is not None:
+            spans: list[dict[str, Any]] = []
+            for record in records:
+                spans += spans_of(record[FACTS])
             self.exporter.export(spans)
 
     def flush(self, timeout_s: float = 30.0) -> None:
@@ -266,135 +225,70 @@ class Tracer:
                 self._wake.set()
                 self._idle.wait(0.05)
 
+    def facts(self, exchange: Exchange) -> dict[str, Any]:
+        """What the span tree of ``exchange`` is built from, as one log record holds it
+        (:func:`bastion.observability.spans.spans_of` builds the tree): wall-clock times,
+        a new root span id, names, status and token counts."""
+        # perf_counter instants -> wall-clock seconds, anchored at the request's start.
+        offset = exchange.started_wall - exchange.started
+        finished = (exchange.finished or exchange.started) + offset
+        failed = exchange.status >= 400 or exchange.error is not None
+        entity, chat = exchange.entity, exchange.request
+        return {
+            "trace_id": exchange.trace_id or new_trace_id(),
+            "span_id": new_span_id(),
+            "parent_span_id": exchange.parent_span_id,
+            "api": exchange.api.value,
+            "start": exchange.started_wall,
+            "end": finished,
+            "status": exchange.status,
+            "error": (exchange.error or f"HTTP {exchange.status}") if failed else None,
+            "request_id": exchange.request_id,
+            "endpoint": exchange.endpoint,
+            "served_entity": getattr(entity, "served_entity_name", None),
+            "overhead_ms": round(exchange.overhead_ms, 3),
+            "upstream_failures": exchange.upstream_failures,
+            "user": exchange.caller.name if exchange.caller else None,
+            "user_agent": exchange.headers.get("user-agent"),
+            "phases": [
+                mark + offset if mark else None
+                for mark in (exchange.authenticated, exchange.routed, exchange.authorized)
+            ],
+            "checks": [
+                [step.name, step.started + offset, step.ended + offset, step.attributes, step.error]
+                for step in exchange.checks
+            ],
+            "chat": (
+                [chat.max_tokens, chat.temperature, chat.top_p, bool(chat.stream)] if chat else None
+            ),
+            "response_model": (exchange.response or {}).get("model"),
+            "input_tokens": exchange.input_tokens,
+            "output_tokens": exchange.output_tokens,
+            "attempts": [
+                [
+                    attempt.span_id,
+                    attempt.started + offset,
+                    (attempt.ended or exchange.finished or attempt.started) + offset,
+                    attempt.error,
+                    _gen_ai_system(attempt.entity),
+                    attempt.entity.upstream_model,
+                    attempt.entity.served_entity_name,
+                    attempt.entity.model_name,
+                    attempt.entity.model_version,
+                    attempt.entity.base_url,
+                ]
+                for attempt in exchange.attempts
+            ],
+            "resource": self.resource,
+        }
+
     def spans(self, exchange: Exchange) -> list[dict[str, Any]]:
-        """The span tree of ``exchange``: SERVER root, its phases (authenticate, route,
-        authorize, then rate limit and guardrails where configured), one CLIENT per attempt.
+        """The span tree of ``exchange`` (see :func:`bastion.observability.spans.spans_of`).
 
         The root is a child of the caller's span when the request came with a valid
         ``traceparent`` (``exchange.parent_span_id``).
         """
-        trace_id = exchange.trace_id or new_trace_id()
-        # perf_counter instants -> wall-clock seconds, anchored at the request's start.
-        offset = exchange.started_wall - exchange.started
-        started = exchange.started_wall
-        finished = (exchange.finished or exchange.started) + offset
-        failed = exchange.status >= 400 or exchange.error is not None
-        error = (exchange.error or f"HTTP {exchange.status}") if failed else None
-        common = {"request_id": exchange.request_id, "endpoint_name": exchange.endpoint}
-        root_id = new_span_id()
-        entity = exchange.entity
-        root_attributes: dict[str, Any] = {
-            "http.request.method": "POST",
-            "http.route": f"/serving-endpoints/{exchange.api.value}",
-            "http.response.status_code": exchange.status,
-            "bastion.api": exchange.api.value,
-            "bastion.request_id": exchange.request_id,
-            "bastion.endpoint": exchange.endpoint,
-            "bastion.served_entity": getattr(entity, "served_entity_name", None),
-            "bastion.overhead_ms": round(exchange.overhead_ms, 3),
-            "bastion.upstream_failures": exchange.upstream_failures or None,
-            "enduser.id": exchange.caller.name if exchange.caller else None,
-            "user_agent.original": exchange.headers.get("user-agent"),
-        }
-        spans = [
-            _span(
-                trace_id,
-                root_id,
-                exchange.parent_span_id,
-                f"gateway {exchange.api.value}",
-                "SERVER",
-                started,
-                finished,
-                root_attributes,
-                error,
-                common,
-            )
-        ]
-        phase_attributes = {
-            "bastion.endpoint": exchange.endpoint,
-            "bastion.request_id": exchange.request_id,
-        }
-        begin = started
-        for name, mark in (
-            ("authenticate", exchange.authenticated),
-            ("route", exchange.routed),
-            ("authorize", exchange.authorized),
-        ):
-            # A phase without its end mark is where the request failed: it ends with it.
-            end = mark + offset if mark else finished
-            spans.append(
-                _span(
-                    trace_id,
-                    new_span_id(),
-                    root_id,
-                    name,
-                    "INTERNAL",
-                    begin,
-                    end,
-                    phase_attributes,
-                    None if mark else error,
-                    common,
-                )
-            )
-            if not mark:
-                break
-            begin = end
-        for step in exchange.checks:  # rate limit, input and output guardrails, as they ran
-            spans.append(
-                _span(
-                    trace_id,
-                    new_span_id(),
-                    root_id,
-                    step.name,
-                    "INTERNAL",
-                    step.started + offset,
-                    step.ended + offset,
-                    {**phase_attributes, **step.attributes},
-                    step.error,
-                    common,
-                )
-            )
-        chat = exchange.request
-        for number, attempt in enumerate(exchange.attempts, 1):
-            target = attempt.entity
-            last = number == len(exchange.attempts)
-            model = target.upstream_model
-            response_model = (exchange.response or {}).get("model") if last else None
-            attributes: dict[str, Any] = {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": _gen_ai_system(target),
-                "gen_ai.request.model": model,
-                "gen_ai.response.model": response_model or model,
-                "gen_ai.request.max_tokens": chat.max_tokens if chat else None,
-                "gen_ai.request.temperature": chat.temperature if chat else None,
-                "gen_ai.request.top_p": chat.top_p if chat else None,
-                "gen_ai.usage.input_tokens": exchange.input_tokens if last else None,
-                "gen_ai.usage.output_tokens": exchange.output_tokens if last else None,
-                "bastion.request_id": exchange.request_id,
-                "bastion.endpoint": exchange.endpoint,
-                "bastion.served_entity": target.served_entity_name,
-                "bastion.model_name": target.model_name,
-                "bastion.model_version": target.model_version,
-                "bastion.stream": bool(chat.stream) if chat else None,
-                "bastion.attempt": number,
-                "server.address": target.base_url,
-            }
-            attempt_error = attempt.error or (error if last else None)
-            spans.append(
-                _span(
-                    trace_id,
-                    attempt.span_id,
-                    root_id,
-                    f"chat {model}",
-                    "CLIENT",
-                    attempt.started + offset,
-                    (attempt.ended or exchange.finished or attempt.started) + offset,
-                    attributes,
-                    attempt_error,
-                    common,
-                )
-            )
-        return spans
+        return spans_of(self.facts(exchange))
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is pending, then stop (and flush the OTLP exporter)."""

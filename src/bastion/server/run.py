@@ -2,7 +2,7 @@
 
 One process (``--workers 1``) serves in the process that started it, as always. With N > 1
 the starting process becomes a small **master**: it binds the port once, starts N server
-processes (``python -m bastion.server.run``) that all accept connections on that one socket,
+processes (``python -m bastion.server.process``) that all accept connections on that one socket,
 restarts one that dies (after 1 s, doubling up to 30 s while it keeps dying), and stops them
 all on SIGINT / SIGTERM. Each server process is a whole Bastion (gateway, control plane,
 writer with its own write-ahead log slot); the leader among them runs the model workers.
@@ -203,7 +203,7 @@ class Master:
             [
                 sys.executable,
                 "-m",
-                "bastion.server.run",
+                "bastion.server.process",
                 "--fd",
                 str(sock.fileno()),
                 "--lifeline",
@@ -290,8 +290,8 @@ def _watch_lifeline(fd: int) -> None:
 
 
 def server_process(argv: list[str] | None = None) -> None:
-    """One of the master's server processes (``python -m bastion.server.run``)."""
-    parser = argparse.ArgumentParser(prog="bastion.server.run")
+    """One of the master's server processes (``python -m bastion.server.process``)."""
+    parser = argparse.ArgumentParser(prog="bastion.server.process")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--lifeline", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
@@ -306,7 +306,3 @@ def server_process(argv: list[str] | None = None) -> None:
     logger.info("server process %d: write-ahead log slot %d", args.index, platform.wal_slot)
     with contextlib.suppress(KeyboardInterrupt):  # a Ctrl-C to the group: stopped cleanly
         _serve_here(settings, platform, sock)
-
-
-if __name__ == "__main__":
-    server_process()

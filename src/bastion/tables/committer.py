@@ -52,7 +52,13 @@ class Committer:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def commit(self, spec: TableSpec, directory: Path, seqs: list[int], app_id: str) -> Committed:
+    def start(self) -> None:
+        """Start the helper now and let it import what it needs (about a second of CPU), so
+        that this happens while the server starts rather than on its first commit, under load.
+        Returns at once."""
+        self._executor().submit(_ready)
+
+    def _executor(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
                 self._pool = ProcessPoolExecutor(
@@ -61,7 +67,10 @@ class Committer:
                     initializer=_serve,
                     initargs=(os.getpid(),),
                 )
-            pool = self._pool
+            return self._pool
+
+    def commit(self, spec: TableSpec, directory: Path, seqs: list[int], app_id: str) -> Committed:
+        pool = self._executor()
         try:
             return pool.submit(commit_segments, spec, str(directory), seqs, app_id).result()
         except BrokenProcessPool:
@@ -100,6 +109,11 @@ def _serve(parent: int) -> None:
     threading.Thread(target=watch, name="bastion-committer-parent", daemon=True).start()
 
 
+def _ready() -> None:
+    """In the helper process: import what commits need."""
+    import bastion.tables.writer  # noqa: F401
+
+
 def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: str) -> Committed:
     """In the helper process: segments ``seqs`` of the table's log → one Delta commit."""
     from bastion.tables.writer import DurableWriter  # the child imports the writer lazily
@@ -125,7 +139,7 @@ def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: st
             seen.add(key)
             unique.append(record)
             unique_origins.append(seq)
-    table, bad = DurableWriter._to_arrow(unique, spec.schema)
+    table, bad = DurableWriter._to_arrow(unique, spec)
     for i, reason in bad.items():
         entry = {"table": spec.name, "segment": unique_origins[i], "error": reason}
         entry["record"] = unique[i]

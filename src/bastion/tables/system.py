@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from bastion.tables.columns import arrow_type
 from bastion.tables.storage import TableStorage
-from bastion.tables.writer import TableSpec
+from bastion.tables.writer import RowExpander, TableSpec
 
 SYSTEM_CATALOG = "system"
 SYSTEM_SCHEMAS = ("access", "serving", "tracing", "redteam")
@@ -21,6 +21,7 @@ class SystemTable:
     key: str
     comment: str
     columns: tuple[tuple[str, str], ...]  # (name, Databricks SQL type) as shown in the catalog
+    expander: RowExpander | None = None  # rows logged in a compact form (see TableSpec)
 
     def spec(self, storage: TableStorage) -> TableSpec:
         """What the durable writer needs to append to this table in ``storage``."""
@@ -30,6 +31,7 @@ class SystemTable:
             schema=self.schema,
             key=self.key,
             storage_options=storage.options,
+            expander=self.expander,
         )
 
 
@@ -98,11 +100,16 @@ AUDIT = SystemTable(
 
 
 def define_table(
-    full_name: str, key: str, comment: str, columns: list[tuple[str, str]]
+    full_name: str,
+    key: str,
+    comment: str,
+    columns: list[tuple[str, str]],
+    *,
+    expander: RowExpander | None = None,
 ) -> SystemTable:
     """A platform table from (name, Databricks SQL type) pairs; ``key`` de-duplicates rows."""
     fields = [pa.field(n, arrow_type(t)[1], nullable=(n != key)) for n, t in columns]
-    return SystemTable(full_name, pa.schema(fields), key, comment, tuple(columns))
+    return SystemTable(full_name, pa.schema(fields), key, comment, tuple(columns), expander)
 
 
 # One row per request to any endpoint, without payloads (Databricks' endpoint_usage shape).

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -72,6 +72,22 @@ class WriterFlushFailed(Unavailable):
     """``flush`` could not commit some tables; their rows stay in the WAL and are retried."""
 
 
+class RowExpander(Protocol):
+    """A table whose rows may be logged in a compact form and expanded only when committed.
+
+    A log record ``{key: ..., field: ...}`` (the spec's key column and the expander's
+    ``field``, nothing else) stands for the rows :meth:`rows` returns for it; other records
+    are rows as they are. Expansion must be deterministic (a replayed record yields the same
+    rows) and must not depend on the process it runs in: it runs where the commit runs, the
+    writer's helper process by default. A spec travels there by pickle, and so does this.
+    """
+
+    @property
+    def field(self) -> str: ...
+
+    def rows(self, record: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class TableSpec:
     """A Delta table the writer appends to.
@@ -87,6 +103,8 @@ class TableSpec:
     partition_by: tuple[str, ...] = ()
     storage_options: Mapping[str, str] | None = field(default=None, repr=False)
     """delta-rs options for ``uri`` (an object store's endpoint and credentials: never shown)."""
+    expander: RowExpander | None = None
+    """Records in a compact form and how they become rows (see :class:`RowExpander`)."""
     field_names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +120,10 @@ class TableSpec:
         if missing:
             raise InvalidRequest(f"partition columns {missing} are not in the schema")
         object.__setattr__(self, "partition_by", tuple(self.partition_by))
+        if self.expander is not None:
+            if self.expander.field in names:
+                raise InvalidRequest(f"{self.expander.field!r} is a column of {self.name}")
+            names |= {self.expander.field}
         object.__setattr__(self, "field_names", names)
         # A plain dict (or None): the spec travels to the commit process by pickle, and a
         # read-only view (``TableStorage.options``) cannot be pickled.
@@ -172,6 +194,22 @@ class WriterStats:
             for table, stats in sorted(self.tables.items()):
                 lines.append(f'{metric}{{table="{table}"}} {getattr(stats, name)}')
         return "\n".join(lines) + "\n"
+
+
+def _convert(
+    records: Sequence[Mapping[str, Any]], schema: pa.Schema
+) -> tuple[pa.Table, dict[int, str]]:
+    """:func:`records_to_arrow` in slices, so that a flusher thread never holds the GIL for
+    long (in a server, the gateway shares it)."""
+    if len(records) <= _CONVERT_SLICE:
+        return records_to_arrow(records, schema)
+    tables: list[pa.Table] = []
+    bad: dict[int, str] = {}
+    for start in range(0, len(records), _CONVERT_SLICE):
+        table, slice_bad = records_to_arrow(records[start : start + _CONVERT_SLICE], schema)
+        tables.append(table)
+        bad.update((start + i, reason) for i, reason in slice_bad.items())
+    return pa.concat_tables(tables), bad
 
 
 _METRICS = (
@@ -394,6 +432,11 @@ class DurableWriter:
         if type(key) is not str and type(key) is not int:
             raise InvalidRequest(
                 f"a row of {spec.name} needs its key column {spec.key!r} (a string or integer)"
+            )
+        if spec.expander is not None and spec.expander.field in record and len(record) != 2:
+            raise InvalidRequest(
+                f"a compact record of {spec.name} holds {spec.key!r} and "
+                f"{spec.expander.field!r} only"
             )
         try:
             return orjson.dumps(record, option=_DUMPS_OPTIONS)
@@ -636,7 +679,7 @@ class DurableWriter:
             unique_origins.append(seq)
         duplicates = len(records) - len(unique)
 
-        table, bad = self._to_arrow(unique, spec.schema)
+        table, bad = self._to_arrow(unique, spec)
         if bad and in_memory:
             # Quarantine what the WAL holds (the acknowledged form), not the live objects.
             return self._commit_segments(t, chunk, from_wal=True)
@@ -673,18 +716,38 @@ class DurableWriter:
 
     @staticmethod
     def _to_arrow(
-        records: Sequence[Mapping[str, Any]], schema: pa.Schema
+        records: Sequence[Mapping[str, Any]], spec: TableSpec
     ) -> tuple[pa.Table, dict[int, str]]:
-        """Convert in slices, so the flusher never holds the GIL long (the gateway shares it)."""
-        if len(records) <= _CONVERT_SLICE:
-            return records_to_arrow(records, schema)
-        tables: list[pa.Table] = []
+        """Records (compact ones expanded) → the table's rows, and the records that cannot be
+        converted (index → reason). A compact record is kept or quarantined as a whole."""
+        expander = spec.expander
+        if expander is None:
+            return _convert(records, spec.schema)
+        field_name = expander.field
+        rows: list[Mapping[str, Any]] = []
+        origins: list[int] = []
         bad: dict[int, str] = {}
-        for start in range(0, len(records), _CONVERT_SLICE):
-            table, slice_bad = records_to_arrow(records[start : start + _CONVERT_SLICE], schema)
-            tables.append(table)
-            bad.update((start + i, reason) for i, reason in slice_bad.items())
-        return pa.concat_tables(tables), bad
+        for i, record in enumerate(records):
+            if field_name not in record:
+                rows.append(record)
+                origins.append(i)
+                continue
+            try:
+                expanded = expander.rows(record)
+            except Exception as exc:  # a record this code cannot expand: quarantined
+                bad[i] = f"cannot expand the {field_name!r} record: {type(exc).__name__}: {exc}"
+                continue
+            rows.extend(expanded)
+            origins.extend([i] * len(expanded))
+        table, bad_rows = _convert(rows, spec.schema)
+        if bad_rows:
+            for j, reason in bad_rows.items():
+                bad.setdefault(origins[j], reason)
+            kept = [row for row, i in zip(rows, origins, strict=True) if i not in bad]
+            table, again = _convert(kept, spec.schema)
+            if again:  # cannot happen unless conversion is order-dependent
+                raise ValueError(f"rows failed conversion only in a second pass: {again}")
+        return table, bad
 
     def _retire(
         self,
@@ -712,8 +775,10 @@ class DurableWriter:
     # -- background threads and lifecycle -----------------------------------------------
 
     def start(self) -> DurableWriter:
-        """Start the flusher and fsync threads (idempotent)."""
+        """Start the flusher and fsync threads, and the commit helper if any (idempotent)."""
         if not self._threads:
+            if self._committer is not None:
+                self._committer.start()
             self._threads = [
                 threading.Thread(target=self._flush_loop, name="bastion-writer-flush", daemon=True),
                 threading.Thread(target=self._fsync_loop, name="bastion-writer-fsync", daemon=True),
