@@ -468,12 +468,15 @@ def main() -> None:
         console.print(f"load average before the run: {_load()}")
         for name, (url, headers, owner) in targets.items():
             headers = {"Content-Type": "application/json", **headers}
+            cpu_before = _cpu_times()
             warm = run_wrk(url, 4, 2, headers, work)
             results[name] = {c: run_wrk(url, c, args.duration, headers, work) for c in levels}
             if owner is not None:
                 owner.received += warm.completed - warm.errors
                 owner.received += sum(r.completed - r.errors for r in results[name].values())
-            console.print(f"measured {name} (load average {_load()})")
+            console.print(
+                f"measured {name} (load average {_load()}, CPU steal {_steal(cpu_before)})"
+            )
         # Stop the deployments (each commits its write-ahead logs), then count their rows.
         counts = {}
         for deployment in deployments:
@@ -521,6 +524,25 @@ def main() -> None:
             " (target >= 5x)"
         )
     console.print(f"load average after the run: {_load()}")
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU time counters (``/proc/stat``'s first line), empty where there is none."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def _steal(before: list[int]) -> str:
+    """The share of CPU time the hypervisor gave to other guests since ``before``: on a shared
+    virtual machine, a run with a few percent of steal is slower for reasons of its own."""
+    after = _cpu_times()
+    if len(before) < 8 or len(after) < 8:
+        return "unknown"
+    delta = [a - b for a, b in zip(after, before, strict=False)]
+    return f"{100 * delta[7] / max(sum(delta[:8]), 1):.1f} %"
 
 
 def _load() -> str:
