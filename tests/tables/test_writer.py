@@ -404,12 +404,16 @@ class PairExpander:
         ]
 
 
+def pair_spec(tmp_path: Path) -> TableSpec:
+    return TableSpec(
+        AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id", expander=PairExpander()
+    )
+
+
 def test_compact_records_are_logged_as_they_are_and_expanded_when_committed(
     tmp_path: Path, writer: Any
 ) -> None:
-    spec = TableSpec(
-        AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id", expander=PairExpander()
-    )
+    spec = pair_spec(tmp_path)
     writer.register(spec)
     writer.append(AUDIT, {"event_id": "p1", "pair": ["a", 201]})
     writer.append(AUDIT, {"event_id": "p1", "pair": ["again", 202]})  # same key: de-duplicated
@@ -439,9 +443,7 @@ def test_compact_records_are_logged_as_they_are_and_expanded_when_committed(
 def test_compact_records_hold_the_key_and_the_expanders_field_only(
     tmp_path: Path, writer: Any
 ) -> None:
-    spec = TableSpec(
-        AUDIT, str(tmp_path / "audit"), AUDIT_SCHEMA, key="event_id", expander=PairExpander()
-    )
+    spec = pair_spec(tmp_path)
     writer.register(spec)
     with pytest.raises(InvalidRequest, match="compact record"):
         writer.append(AUDIT, {"event_id": "p1", "pair": ["a", 1], "action_name": "x"})

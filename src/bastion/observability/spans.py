@@ -106,30 +106,17 @@ def spans_of(facts: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
     ]
     phase_attributes = {"bastion.endpoint": endpoint, "bastion.request_id": request_id}
-    number = 0
+    internal: list[tuple[str, float, float, dict[str, Any], str | None]] = []
     begin = start
     for name, mark in zip(_PHASES, facts.get("phases") or (), strict=False):
-        number += 1
         end = mark if mark else finished
-        failed = None if mark else error
-        spans.append(
-            _span(
-                facts,
-                child_span_id(root, number),
-                root,
-                name,
-                "INTERNAL",
-                begin,
-                end,
-                phase_attributes,
-                failed,
-            )
-        )
+        internal.append((name, begin, end, phase_attributes, None if mark else error))
         if not mark:
             break
         begin = end
-    for name, began, ended, check_attributes, check_error in facts.get("checks") or ():
-        number += 1
+    for name, began, ended, attributes, check_error in facts.get("checks") or ():
+        internal.append((name, began, ended, {**phase_attributes, **attributes}, check_error))
+    for number, (name, began, ended, attributes, failed) in enumerate(internal, 1):
         spans.append(
             _span(
                 facts,
@@ -139,8 +126,8 @@ def spans_of(facts: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "INTERNAL",
                 began,
                 ended,
-                {**phase_attributes, **check_attributes},
-                check_error,
+                attributes,
+                failed,
             )
         )
     chat = facts.get("chat")
@@ -151,7 +138,7 @@ def spans_of(facts: Mapping[str, Any]) -> list[dict[str, Any]]:
         served_entity, model_name, model_version, base_url = attempt[6:10]
         last = count == len(attempts)
         response_model = facts.get("response_model") if last else None
-        attributes: dict[str, Any] = {
+        client_attributes: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.system": system,
             "gen_ai.request.model": model,
@@ -179,7 +166,7 @@ def spans_of(facts: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "CLIENT",
                 began,
                 ended,
-                attributes,
+                client_attributes,
                 attempt_error or (error if last else None),
             )
         )
