@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from deltalake import DeltaTable
 
 from bastion.bootstrap import initialize
 from bastion.errors import InvalidRequest
 from bastion.identity.model import Caller, PrincipalKind
-from bastion.observability.exchange import Attempt, Exchange
+from bastion.observability.exchange import Attempt, Check, Exchange
+from bastion.observability.spans import FACTS, SpanExpander
 from bastion.observability.tracing import (
     SPANS,
     Tracer,
@@ -32,6 +34,7 @@ from bastion.serving.control.routing import Upstream
 from bastion.serving.protocols import ChatRequest, ClientApi
 from bastion.tables import wal
 from bastion.tables.writer import DurableWriter, TableSpec
+from bastion.tables.writer_convert import records_to_arrow
 from conftest import RunningServer, ServerThread, make_settings
 from upstream_stub import StubServer, deploy_stub_model, start_stub
 
@@ -275,6 +278,37 @@ def test_one_compact_record_per_request_expanded_alike_wherever_committed(
         row["attributes"] = dict(row["attributes"] or [])
         row["resource"] = dict(row["resource"] or [])
     assert sorted(there, key=lambda s: s["span_id"]) == here
+
+
+def test_span_columns_built_at_once_equal_the_rows_one_by_one(services: Platform) -> None:
+    """The writer's fast path (columns straight from the facts) and its record-by-record path
+    (rows, then the generic conversion) give the same table: plain, failed, refused at a
+    phase, with governance checks, after a failover."""
+    tracer = Tracer(services, deferred=False)
+    exchanges = [_exchange(), _exchange(status=502), _exchange(status=403)]
+    refused = exchanges[2]
+    refused.entity, refused.attempts, refused.authorized = None, [], 0.0
+    checked = exchanges[0]
+    checked.checks = [
+        Check("rate_limit", checked.started, checked.started + 0.001, {"a": "b"}, None),
+        Check("guardrails input", checked.started, checked.started, {"x": None}, "blocked"),
+    ]
+    failover = _exchange()
+    failover.attempts.insert(0, Attempt(_upstream("v0"), new_span_id(), failover.started, 0.0))
+    failover.attempts[0].error = "connection refused"
+    records = []
+    for exchange in [*exchanges, failover]:
+        exchange.continue_trace()
+        facts = orjson.loads(orjson.dumps(tracer.facts(exchange)))  # as the log holds them
+        records.append({"span_id": facts["span_id"], FACTS: facts})
+    tracer.close()
+    expander = SpanExpander()
+    at_once = expander.table(records, SPANS.schema)
+    one_by_one, bad = records_to_arrow(
+        [row for record in records for row in expander.rows(record)], SPANS.schema
+    )
+    assert not bad and at_once.num_rows == one_by_one.num_rows == 5 + 5 + 4 + 6 + 2
+    assert at_once.equals(one_by_one)
 
 
 def _agent_caller() -> Caller:

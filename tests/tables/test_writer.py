@@ -6,7 +6,7 @@ import datetime as dt
 import importlib.util
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,6 +25,7 @@ from bastion.tables.writer import (
     WriterFlushFailed,
     WriterOverloaded,
 )
+from bastion.tables.writer_convert import records_to_arrow
 
 
 def _load_child() -> ModuleType:
@@ -403,6 +404,12 @@ class PairExpander:
             {"event_id": f"{record['event_id']}-{second}", "status_code": second},
         ]
 
+    def table(self, records: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+        table, bad = records_to_arrow([r for record in records for r in self.rows(record)], schema)
+        if bad:
+            raise ValueError(f"rows that do not convert: {sorted(bad)}")
+        return table
+
 
 def pair_spec(tmp_path: Path) -> TableSpec:
     return TableSpec(
@@ -438,6 +445,16 @@ def test_compact_records_are_logged_as_they_are_and_expanded_when_committed(
     assert dead["p2"]["record"] == {"event_id": "p2", "pair": ["a"]}
     assert "cannot expand" in dead["p2"]["error"]
     assert "status_code" in dead["p3"]["error"]
+
+
+def test_a_batch_of_good_compact_records_is_expanded_at_once(tmp_path: Path, writer: Any) -> None:
+    spec = pair_spec(tmp_path)
+    writer.register(spec)
+    writer.append_many(AUDIT, [{"event_id": f"p{i}", "pair": ["a", 200 + i]} for i in range(3)])
+    writer.append(AUDIT, audit_row(9))
+    assert writer.flush() == 7
+    assert ids(spec.uri) == ["ev-9", "p0-200", "p0-a", "p1-201", "p1-a", "p2-202", "p2-a"]
+    assert writer.stats().quarantined == 0
 
 
 def test_compact_records_hold_the_key_and_the_expanders_field_only(

@@ -43,7 +43,7 @@ import httpx
 
 from bastion.bootstrap import ADMIN_USER, register_system_table
 from bastion.errors import AlreadyExists, BastionError, InvalidRequest
-from bastion.observability.spans import FACTS, SpanExpander, spans_of
+from bastion.observability.spans import FACTS, SPAN_COLUMNS, SpanExpander, spans_of
 from bastion.observability.traceparent import new_span_id, new_trace_id, parse_traceparent
 from bastion.platform import Platform
 from bastion.tables.system import define_table
@@ -58,23 +58,7 @@ SPANS = define_table(
     "system.tracing.spans",
     "span_id",
     "OpenTelemetry spans of serving requests and agents; trace_id joins payload rows.",
-    [
-        ("trace_id", "string"),
-        ("span_id", "string"),
-        ("parent_span_id", "string"),
-        ("name", "string"),
-        ("kind", "string"),
-        ("start_time", "timestamp"),
-        ("end_time", "timestamp"),
-        ("duration_ms", "double"),
-        ("status_code", "string"),
-        ("status_message", "string"),
-        ("attributes", "map<string,string>"),
-        ("resource", "map<string,string>"),
-        ("request_id", "string"),
-        ("endpoint_name", "string"),
-        ("service_name", "string"),
-    ],
+    list(SPAN_COLUMNS),
     expander=SpanExpander(),
 )
 

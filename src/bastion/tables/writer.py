@@ -87,6 +87,12 @@ class RowExpander(Protocol):
 
     def rows(self, record: Mapping[str, Any]) -> list[dict[str, Any]]: ...
 
+    def table(self, records: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+        """The rows of all ``records`` (compact ones) as one table of ``schema``; raises if
+        any record cannot be expanded or converted (the writer then expands them one by one
+        with :meth:`rows`, to quarantine just those)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -724,6 +730,17 @@ class DurableWriter:
         if expander is None:
             return _convert(records, spec.schema)
         field_name = expander.field
+        compact = [i for i, record in enumerate(records) if field_name in record]
+        if compact:
+            try:
+                expanded = expander.table([records[i] for i in compact], spec.schema)
+            except Exception:  # some record is bad: expanded one by one below, to find it
+                pass
+            else:
+                plain = [i for i, record in enumerate(records) if field_name not in record]
+                table, bad_plain = _convert([records[i] for i in plain], spec.schema)
+                bad_records = {plain[j]: reason for j, reason in bad_plain.items()}
+                return pa.concat_tables([table, expanded]), bad_records
         rows: list[Mapping[str, Any]] = []
         origins: list[int] = []
         bad: dict[int, str] = {}
