@@ -457,6 +457,16 @@ def test_a_batch_of_good_compact_records_is_expanded_at_once(tmp_path: Path, wri
     assert writer.stats().quarantined == 0
 
 
+def test_a_large_batch_of_compact_records_is_expanded_in_slices(
+    tmp_path: Path, writer: Any
+) -> None:
+    spec = pair_spec(tmp_path)
+    writer.register(spec)
+    writer.append_many(AUDIT, [{"event_id": f"p{i}", "pair": ["a", i]} for i in range(1500)])
+    assert writer.flush() == 3000
+    assert len(ids(spec.uri)) == 3000
+
+
 def test_compact_records_hold_the_key_and_the_expanders_field_only(
     tmp_path: Path, writer: Any
 ) -> None:

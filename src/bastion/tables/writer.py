@@ -732,15 +732,19 @@ class DurableWriter:
         field_name = expander.field
         compact = [i for i, record in enumerate(records) if field_name in record]
         if compact:
+            step = _CONVERT_SLICE // 8  # records: a few rows each (the GIL, again)
             try:
-                expanded = expander.table([records[i] for i in compact], spec.schema)
+                tables = [
+                    expander.table([records[i] for i in compact[start : start + step]], spec.schema)
+                    for start in range(0, len(compact), step)
+                ]
             except Exception:  # some record is bad: expanded one by one below, to find it
                 pass
             else:
                 plain = [i for i, record in enumerate(records) if field_name not in record]
                 table, bad_plain = _convert([records[i] for i in plain], spec.schema)
                 bad_records = {plain[j]: reason for j, reason in bad_plain.items()}
-                return pa.concat_tables([table, expanded]), bad_records
+                return pa.concat_tables([table, *tables]), bad_records
         rows: list[Mapping[str, Any]] = []
         origins: list[int] = []
         bad: dict[int, str] = {}
