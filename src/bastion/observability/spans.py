@@ -218,16 +218,13 @@ def _values(span: Mapping[str, Any], resource: Mapping[str, str]) -> tuple[Any, 
     )
 
 
-def row_of(span: Mapping[str, Any], resource: Mapping[str, str]) -> dict[str, Any]:
-    """A ``system.tracing.spans`` row of a span built by :func:`spans_of`."""
-    return dict(zip(COLUMNS, _values(span, resource), strict=True))
-
-
-def _facts(record: Mapping[str, Any]) -> Mapping[str, Any]:
+def _record_values(record: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """The rows of one logged trace record, each in the order of :data:`COLUMNS`."""
     facts = record[FACTS]
     if not isinstance(facts, Mapping) or facts.get("span_id") != record.get("span_id"):
         raise ValueError("the facts of a trace record must name its root span_id")
-    return facts
+    resource = facts.get("resource") or {}
+    return [_values(span, resource) for span in spans_of(facts)]
 
 
 @dataclass(frozen=True)
@@ -238,20 +235,14 @@ class SpanExpander:
     field: str = FACTS
 
     def rows(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
-        facts = _facts(record)
-        resource = facts.get("resource") or {}
-        return [row_of(span, resource) for span in spans_of(facts)]
+        return [dict(zip(COLUMNS, values, strict=True)) for values in _record_values(record)]
 
     def table(self, records: Sequence[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
         """Every record's rows as one table, built column by column (no row dicts: about a
         third cheaper than :meth:`rows` and a conversion of the rows)."""
         if tuple(schema.names) != COLUMNS:
             raise ValueError(f"the spans table's columns are {COLUMNS}, not {schema.names}")
-        values = []
-        for record in records:
-            facts = _facts(record)
-            resource = facts.get("resource") or {}
-            values += [_values(span, resource) for span in spans_of(facts)]
+        values = [row for record in records for row in _record_values(record)]
         columns = list(zip(*values, strict=True)) if values else [()] * len(COLUMNS)
         arrays = []
         for column, field in zip(columns, schema, strict=True):

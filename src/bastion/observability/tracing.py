@@ -266,14 +266,6 @@ class Tracer:
             "resource": self.resource,
         }
 
-    def spans(self, exchange: Exchange) -> list[dict[str, Any]]:
-        """The span tree of ``exchange`` (see :func:`bastion.observability.spans.spans_of`).
-
-        The root is a child of the caller's span when the request came with a valid
-        ``traceparent`` (``exchange.parent_span_id``).
-        """
-        return spans_of(self.facts(exchange))
-
     def close(self, timeout_s: float = 5.0) -> None:
         """Write what is pending, then stop (and flush the OTLP exporter)."""
         if self._pending is not None and self._thread is not None:
