@@ -35,6 +35,7 @@ from bastion.apps import apps_of
 from bastion.bootstrap import ADMIN_USER, InitialCredentials, initialize
 from bastion.platform import Platform
 from bastion.server.app import create_app
+from bastion.server.protocol import HttpProtocol
 from bastion.serving.control.bootstrap import bootstrap_default_model
 from bastion.settings import Settings
 
@@ -152,6 +153,7 @@ def _serve_here(settings: Settings, platform: Platform, sock: socket.socket | No
         log_level="info",
         access_log=False,
         server_header=False,
+        http=HttpProtocol,  # a response in one send (bastion.server.protocol)
     )
     # uvicorn stops gracefully on SIGTERM, then raises the signal again for the handler it
     # found; with the default one the process would die before committing its write-ahead
