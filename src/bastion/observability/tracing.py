@@ -2,12 +2,12 @@
 
 The gateway reads the clock at the end of each phase and around each upstream attempt, and
 picks the trace id when the request arrives (it sends ``traceparent`` upstream); the tracer
-records those marks *after the fact*, on a background thread, instead of propagating span
-objects through the hot path. It logs them as one compact record per request (its *facts*);
-the table writer expands each into the request's span rows when it commits them to
-``system.tracing.spans`` — in its commit helper process by default
-(:mod:`bastion.observability.spans`). The optional OTLP export builds the same spans here, on
-the tracer's threads; neither is on the request path.
+records those marks *after the fact*, instead of propagating span objects through the hot
+path. It logs them as one compact record per request (its *facts*, ~15 µs to build, written
+with the payload row); the table writer expands each into the request's span rows when it
+commits them to ``system.tracing.spans`` — in its commit helper process by default
+(:mod:`bastion.observability.spans`). The optional OTLP export builds the same spans on its
+own thread. Neither is on the request path.
 
 The tree of one request::
 
@@ -35,7 +35,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,13 +95,14 @@ class Tracer:
     """Turns each finished :class:`Exchange` into spans in ``system.tracing.spans``.
 
     Call :meth:`record` before the payload row is logged: it sets ``exchange.trace_id``.
-    By default (``deferred=True``) that is all it does on the request path (a few
-    microseconds: a lock-free append); a daemon thread builds the spans and appends them to
-    the writer every ``interval_s``, in batches, so a crash can lose the last moment's spans
-    (never a payload row). With
-    ``deferred=False`` the spans are in the writer's log before :meth:`record` returns.
+    By default the request's trace is in the writer's log before :meth:`record` returns, as
+    durable as its payload row: one compact record of its facts (~15 µs to build; the writer
+    expands it into span rows when it commits). With ``deferred=True`` :meth:`record` only
+    queues the exchange and a daemon thread logs the queue every ``interval_s`` — a crash can
+    then lose the last moment's spans, and that thread's batches compete with the requests for
+    the GIL: at concurrency 1 the gateway's p99 was higher that way (docs/benchmarks.md).
     With ``otlp_endpoint`` (an OTLP/HTTP collector base URL, e.g. ``http://otel:4318``) the
-    spans are also exported, in batches, from a background thread.
+    spans are also exported, in batches, from a background thread (which builds them).
     """
 
     def __init__(
@@ -111,7 +112,7 @@ class Tracer:
         otlp_endpoint: str | None = None,
         service_name: str = SERVICE_NAME,
         otlp_headers: Mapping[str, str] | None = None,
-        deferred: bool = True,
+        deferred: bool = False,
         max_pending: int = 16384,
         interval_s: float = 0.25,
     ) -> None:
@@ -194,10 +195,7 @@ class Tracer:
         except BastionError:
             logger.exception("could not log the traces of %d requests", len(batch))
         if self.exporter is not None:
-            spans: list[dict[str, Any]] = []
-            for record in records:
-                spans += spans_of(record[FACTS])
-            self.exporter.export(spans)
+            self.exporter.export([record[FACTS] for record in records])
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every recorded exchange has its spans in the writer."""
@@ -556,8 +554,9 @@ def otlp_request(spans: list[dict[str, Any]], resource: Mapping[str, str]) -> di
 class OtlpExporter:
     """Batches spans to an OTLP/HTTP collector (JSON encoding) from a daemon thread.
 
-    :meth:`export` only enqueues (spans beyond ``max_queue`` are dropped and counted), so a
-    slow or absent collector never reaches the request path.
+    :meth:`export` only enqueues requests' trace facts (those beyond ``max_queue`` requests
+    are dropped and their spans counted), so a slow or absent collector never reaches the
+    request path; the thread builds the spans (``max_batch`` requests' spans per post).
     """
 
     def __init__(
@@ -576,7 +575,7 @@ class OtlpExporter:
         self.resource = dict(resource)
         self.dropped = 0
         self.exported = 0
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(max_queue)
+        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(max_queue)
         self._max_batch = max_batch
         self._interval_s = interval_s
         self._client = httpx.Client(
@@ -585,17 +584,18 @@ class OtlpExporter:
         self._thread = threading.Thread(target=self._run, name="otlp-exporter", daemon=True)
         self._thread.start()
 
-    def export(self, spans: list[dict[str, Any]]) -> None:
-        for span in spans:
+    def export(self, traces: Sequence[Mapping[str, Any]]) -> None:
+        """Queue requests' trace facts (:meth:`Tracer.facts`) for export."""
+        for facts in traces:
             try:
-                self._queue.put_nowait(span)
+                self._queue.put_nowait(facts)
             except queue.Full:
-                self.dropped += 1
+                self.dropped += len(spans_of(facts))
 
     def _run(self) -> None:
         closing = False
         while not closing:
-            batch: list[dict[str, Any]] = []
+            batch: list[Mapping[str, Any]] = []
             try:
                 item = self._queue.get(timeout=self._interval_s)
             except queue.Empty:
@@ -611,8 +611,14 @@ class OtlpExporter:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if batch:
-                self._send(batch)
+            spans: list[dict[str, Any]] = []
+            for facts in batch:
+                try:
+                    spans += spans_of(facts)
+                except Exception:  # a tracing bug must not stop the exporter
+                    logger.exception("could not build the spans of a trace")
+            if spans:
+                self._send(spans)
 
     def _send(self, batch: list[dict[str, Any]]) -> None:
         try:
