@@ -69,6 +69,7 @@ class Platform:
             flush_rows=settings.writer_flush_rows,
             flush_interval_s=settings.writer_flush_interval_s,
             commit_process=settings.writer_commit_process,
+            commit_nice=settings.writer_commit_nice,
             clock=self.clock,
         )
         self.audit = DeltaAuditSink(self.writer, self.table_storage)

@@ -194,6 +194,21 @@ class Settings(BaseSettings):
         "server process), so that the server's requests never wait for that work; false: "
         "commit in the server process (docs/writer.md, docs/benchmarks.md).",
     )
+    writer_commit_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the commit helper's CPU priority is than its server "
+        "process's (a nice increment, 0-19): on a busy host requests run first and commits "
+        "catch up after (docs/writer.md).",
+    )
+    writer_compact_min_files: int = Field(
+        default=50,
+        ge=0,
+        description="The leader process rewrites a logged table's small Delta files into "
+        "bigger ones once it holds this many, after its commits to it (0: never; "
+        "docs/writer.md).",
+    )
 
     gil_switch_interval_ms: float = Field(
         default=0.2,

@@ -229,10 +229,15 @@ def test_followers_route_to_the_leaders_workers(tmp_path: Path) -> None:
 
 
 def test_metrics_show_leadership_slot_and_redis(platform: Platform) -> None:
+    assert platform.writer.compact_min_files == 0  # no writer compacts unless it leads
     with ServerThread(platform) as url:
         server = RunningServer(url=url, platform=platform)
         with server.admin() as admin:
             text = admin.get("/metrics").text
+        # the leader is the deployment's one compactor (two at once would duplicate rows)
+        compact = platform.settings.writer_compact_min_files
+        assert compact > 0 and platform.writer.compact_min_files == compact
+    assert platform.writer.compact_min_files == 0  # stepped down when it stopped
     assert "bastion_leader 1.0" in text
     assert "bastion_wal_slot 0.0" in text
     assert "bastion_redis_up" not in text  # no Redis configured

@@ -478,3 +478,104 @@ def test_compact_records_hold_the_key_and_the_expanders_field_only(
         writer.append(AUDIT, {"event_id": "p1", "other": 1})
     with pytest.raises(InvalidRequest, match="is a column"):
         TableSpec(AUDIT, "x", AUDIT_SCHEMA, key="event_id", expander=PairExpander("status_code"))
+
+
+def _files(uri: str) -> int:
+    table = delta.open_table(uri)
+    assert table is not None
+    return len(table.file_uris())
+
+
+@pytest.mark.parametrize("commit_process", [False, True], ids=["in-process", "helper"])
+def test_small_files_are_compacted_after_commits(
+    tmp_path: Path, clock: ManualClock, commit_process: bool
+) -> None:
+    """Each commit adds a file; once a table holds ``compact_min_files`` small ones, the writer
+    rewrites them into one (an OPTIMIZE commit): same rows, exactly-once state intact."""
+    spec = audit_spec(tmp_path)
+    w = DurableWriter(
+        tmp_path / "wal", clock=clock, commit_process=commit_process, compact_min_files=4
+    )
+    w.register(spec)
+    for i in range(3):
+        w.append(AUDIT, audit_row(i))
+        w.flush()
+    assert _files(spec.uri) == 3 and w.stats().compacted == 0  # under the threshold
+    w.append(AUDIT, audit_row(3))
+    w.flush()
+    assert _files(spec.uri) == 1 and w.stats().compacted == 4
+    w.append(AUDIT, audit_row(4))
+    w.flush()
+    assert _files(spec.uri) == 2
+    assert 'bastion_table_writer_compacted_total{table="system.access.audit"} 4' in (
+        w.stats().prometheus()
+    )
+    w.close()
+    assert ids(spec.uri) == [f"ev-{i}" for i in range(5)]
+    table = delta.open_table(spec.uri)
+    assert table is not None
+    assert delta.transaction_version(table, w.app_id) is not None
+    again = DurableWriter(tmp_path / "wal", clock=clock, compact_min_files=4)
+    again.register(spec)  # the compaction did not make the log look uncommitted
+    assert again.flush() == 0
+    again.close()
+    assert ids(spec.uri) == [f"ev-{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("commit_process", [False, True], ids=["in-process", "helper"])
+def test_compact_on_demand_covers_files_other_writers_added(
+    tmp_path: Path, clock: ManualClock, commit_process: bool
+) -> None:
+    """The deployment's compactor also compacts tables it has not committed to lately."""
+    spec = audit_spec(tmp_path)
+    with DurableWriter(tmp_path / "other", clock=clock) as other:  # never compacts
+        other.register(spec)
+        for i in range(5):
+            other.append(AUDIT, audit_row(i))
+            other.flush()
+        assert other.compact(AUDIT) == 0
+    assert _files(spec.uri) == 5
+    with DurableWriter(tmp_path / "wal", clock=clock, commit_process=commit_process) as w:
+        w.register(spec)
+        assert w.tables() == [AUDIT]
+        w.compact_min_files = 6
+        assert w.compact(AUDIT) == 0  # five small files: under the threshold
+        w.compact_min_files = 5
+        assert w.compact(AUDIT) == 5 and w.stats().compacted == 5
+    assert _files(spec.uri) == 1
+    assert ids(spec.uri) == [f"ev-{i}" for i in range(5)]
+
+
+def test_compaction_can_be_turned_off(tmp_path: Path, clock: ManualClock) -> None:
+    spec = audit_spec(tmp_path)
+    with DurableWriter(tmp_path / "wal", clock=clock, compact_min_files=0) as w:
+        w.register(spec)
+        for i in range(6):
+            w.append(AUDIT, audit_row(i))
+            w.flush()
+        assert w.stats().compacted == 0
+    assert _files(spec.uri) == 6
+
+
+def test_compaction_reads_the_table_as_it_is_now(tmp_path: Path) -> None:
+    """A compactor whose view of the table predates another one's compaction (a new leader
+    after the old one) refreshes it first: it must not rewrite files that are gone — delta-rs
+    would commit that, duplicating their rows."""
+    uri = str(tmp_path / "t")
+    table = delta.create_table_if_missing(uri, AUDIT_SCHEMA)
+    for i in range(4):
+        delta.append(table, records_to_arrow([audit_row(i)], AUDIT_SCHEMA)[0])
+    stale = delta.open_table(uri)  # sees the same four files
+    assert stale is not None
+    assert delta.compact_small_files(table, min_files=4) == 4
+    assert delta.compact_after_commit(stale, "t", 4) == 0
+    assert ids(uri) == [f"ev-{i}" for i in range(4)]
+    assert _files(uri) == 1
+
+
+def test_a_failed_compaction_does_not_fail_the_commit_it_follows(tmp_path: Path) -> None:
+    uri = str(tmp_path / "t")
+    table = delta.create_table_if_missing(uri, AUDIT_SCHEMA)
+    delta.append(table, records_to_arrow([audit_row(0)], AUDIT_SCHEMA)[0])
+    shutil.rmtree(uri)  # storage gone under the writer
+    assert delta.compact_after_commit(table, "t", 1) == 0  # logged, not raised

@@ -9,7 +9,11 @@ deployment holds it and runs what must run once:
   (:mod:`bastion.serving.workers.shared`);
 * **orphaned write-ahead logs**: a slot no live process holds any more (fewer processes than
   before) is replayed into Delta (:func:`bastion.tables.slots.drain_orphans`), every
-  ``drain_interval_s``.
+  ``drain_interval_s``;
+* **compaction** of the logged tables' small files, after its own commits to them and every
+  ``drain_interval_s`` for all of them (``BASTION_WRITER_COMPACT_MIN_FILES``;
+  :func:`bastion.tables.delta.compact_small_files`): one compactor per deployment, since two
+  compacting the same table at once would duplicate rows.
 
 Migrations run once too, but before any of this: ``bastion up`` migrates under an advisory
 lock, and ``bastion serve`` waits for the schema instead (:mod:`bastion.metastore.db`).
@@ -76,6 +80,7 @@ class Cluster:
     # -- duties ---------------------------------------------------------------------------
 
     def _lead(self) -> None:
+        self.platform.writer.compact_min_files = self.platform.settings.writer_compact_min_files
         supervisor = self.serving.supervisor
         if isinstance(supervisor, SharedWorkerSupervisor):
             supervisor.lead()
@@ -85,6 +90,7 @@ class Cluster:
             self._duty.start()
 
     def _follow(self) -> None:
+        self.platform.writer.compact_min_files = 0
         supervisor = self.serving.supervisor
         if isinstance(supervisor, SharedWorkerSupervisor):
             supervisor.follow()
@@ -102,8 +108,29 @@ class Cluster:
                 self.drain_orphaned_logs()
             except Exception:
                 logger.exception("replaying orphaned write-ahead logs failed")
+            try:
+                self.compact_tables()
+            except Exception:
+                logger.exception("compacting the logged tables failed")
             if self._duty_stop.wait(self.drain_interval_s):
                 return
+
+    def compact_tables(self) -> int:
+        """Compact every logged table, including those this process has not written to: the
+        writer compacts after its own commits, but at low traffic all of a table's rows may
+        reach other processes. Returns the files rewritten."""
+        platform = self.platform
+        writer = platform.writer
+        if writer.compact_min_files <= 0:
+            return 0
+        for name in bound_payload_tables(platform):
+            writer.register(payload_table(name).spec(platform.table_storage))
+        done = 0
+        for name in writer.tables():
+            if self._duty_stop.is_set():
+                break
+            done += writer.compact(name)
+        return done
 
     def drain_orphaned_logs(self) -> int:
         """Replay what write-ahead log slots that no live process holds still keep."""

@@ -44,14 +44,16 @@ class Committed:
     written: int
     quarantined: int
     deduplicated: int
+    compacted: int = 0
 
 
 class Committer:
     """One helper process that commits batches of sealed segments (started on first use)."""
 
-    def __init__(self) -> None:
+    def __init__(self, nice: int = 0) -> None:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._nice = nice
 
     def start(self) -> None:
         """Start the helper now and let it import what it needs (about a second of CPU), so
@@ -66,16 +68,36 @@ class Committer:
                     max_workers=1,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=_serve,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self._nice),
                 )
             return self._pool
 
-    def commit(self, spec: TableSpec, directory: Path, seqs: list[int], app_id: str) -> Committed:
+    def commit(
+        self,
+        spec: TableSpec,
+        directory: Path,
+        seqs: list[int],
+        app_id: str,
+        compact_min_files: int = 0,
+    ) -> Committed:
         pool = self._executor()
+        job = pool.submit(commit_segments, spec, str(directory), seqs, app_id, compact_min_files)
         try:
-            return pool.submit(commit_segments, spec, str(directory), seqs, app_id).result()
+            return job.result()
         except BrokenProcessPool:
             with self._lock:  # the child died: the next batch gets a new one
+                if self._pool is pool:
+                    self._pool = None
+            raise
+
+    def compact(self, spec: TableSpec, min_files: int) -> int:
+        """Compact the table's small files in the helper (see ``delta.compact_after_commit``)."""
+        pool = self._executor()
+        job = pool.submit(compact_table, spec, min_files)
+        try:
+            return job.result()
+        except BrokenProcessPool:
+            with self._lock:
                 if self._pool is pool:
                     self._pool = None
             raise
@@ -91,14 +113,21 @@ _tables: dict[str, DeltaTable] = {}  # the child's open tables, by URI
 _parent: int | None = None
 
 
-def _serve(parent: int) -> None:
+def _serve(parent: int, nice: int) -> None:
     """In the helper process, first: exit as soon as the writer's process is gone (however
     it died), so a restarted writer never races a commit of the same segments. A terminal's
     Ctrl-C and a service manager's SIGTERM reach the whole process group: they are the
     writer's to handle, which then commits what is left through this process and stops it
-    (were it to die first, a clean stop would leave rows in the log for the next start)."""
+    (were it to die first, a clean stop would leave rows in the log for the next start).
+
+    ``nice``: lower this process's CPU priority by that much. Its work can wait a little;
+    the server's requests cannot — on a busy core the kernel then runs a server process that
+    wakes up for a request at once instead of finishing the helper's time slice first.
+    """
     global _parent
     _parent = parent
+    if nice > 0:
+        os.nice(nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
@@ -115,8 +144,41 @@ def _ready() -> None:
     import bastion.tables.writer  # noqa: F401
 
 
-def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: str) -> Committed:
-    """In the helper process: segments ``seqs`` of the table's log → one Delta commit.
+def _open(spec: TableSpec) -> DeltaTable:
+    target = _tables.get(spec.uri)
+    if target is None:
+        target = delta.create_table_if_missing(
+            spec.uri,
+            spec.schema,
+            partition_by=spec.partition_by,
+            name=spec.name,
+            storage_options=spec.storage_options,
+        )
+        _tables[spec.uri] = target
+    return target
+
+
+def compact_table(spec: TableSpec, min_files: int) -> int:
+    """In the helper process: compact the table's small files if there are enough of them."""
+    if _parent is not None and os.getppid() != _parent:
+        return 0
+    try:
+        target = _open(spec)
+    except Exception as exc:
+        logger.info("%s: not compacted, the table cannot be opened: %s", spec.name, exc)
+        return 0
+    return delta.compact_after_commit(target, spec.name, min_files)
+
+
+def commit_segments(
+    spec: TableSpec,
+    directory: str,
+    seqs: list[int],
+    app_id: str,
+    compact_min_files: int = 0,
+) -> Committed:
+    """In the helper process: segments ``seqs`` of the table's log → one Delta commit (then
+    the table's small files compacted, when there are ``compact_min_files`` of them).
 
     The cyclic garbage collector is off meanwhile: a batch is tens of thousands of fresh
     records and rows, freed by reference counting, which its passes would only walk again
@@ -124,12 +186,14 @@ def commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: st
     """
     gc.disable()
     try:
-        return _commit_segments(spec, directory, seqs, app_id)
+        return _commit_segments(spec, directory, seqs, app_id, compact_min_files)
     finally:
         gc.enable()
 
 
-def _commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: str) -> Committed:
+def _commit_segments(
+    spec: TableSpec, directory: str, seqs: list[int], app_id: str, compact_min_files: int
+) -> Committed:
     from bastion.tables.writer import DurableWriter  # the child imports the writer lazily
 
     folder = Path(directory)
@@ -161,18 +225,11 @@ def _commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: s
     for seq, entries in dead.items():
         path = wal.write_dead_letters(folder, seq, entries)
         logger.warning("%s: %d rows quarantined to %s", spec.name, len(entries), path)
+    compacted = 0
     if table.num_rows:
         if _parent is not None and os.getppid() != _parent:
             raise RuntimeError("the writer's process is gone; its successor commits these rows")
-        target = _tables.get(spec.uri)
-        if target is None:
-            target = delta.create_table_if_missing(
-                spec.uri,
-                spec.schema,
-                partition_by=spec.partition_by,
-                name=spec.name,
-                storage_options=spec.storage_options,
-            )
+        target = _open(spec)
         try:
             delta.append(
                 target, table, partition_by=spec.partition_by, app_id=app_id, version=seqs[-1]
@@ -180,9 +237,10 @@ def _commit_segments(spec: TableSpec, directory: str, seqs: list[int], app_id: s
         except Exception:
             _tables.pop(spec.uri, None)  # reopened next time
             raise
-        _tables[spec.uri] = target
+        compacted = delta.compact_after_commit(target, spec.name, compact_min_files)
     return Committed(
         written=table.num_rows,
         quarantined=sum(len(entries) for entries in dead.values()),
         deduplicated=len(records) - len(unique),
+        compacted=compacted,
     )

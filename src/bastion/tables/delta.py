@@ -11,14 +11,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 
 StorageOptions = Mapping[str, str] | None
+
+logger = logging.getLogger(__name__)
 
 
 def open_table(uri: str, *, storage_options: StorageOptions = None) -> DeltaTable | None:
@@ -81,6 +86,58 @@ def append(
         commit_properties=properties,
     )
     return table.version()
+
+
+COMPACT_MIN_FILES = 50
+"""Small files a table may hold before :func:`compact_small_files` rewrites them (Databricks'
+auto-compaction default, ``spark.databricks.delta.autoCompact.minNumFiles``)."""
+COMPACT_TARGET_BYTES = 128 * 1024 * 1024
+"""A file under this size is small; compaction writes files of up to this size (Databricks'
+``spark.databricks.delta.autoCompact.maxFileSize``)."""
+
+
+def compact_small_files(
+    table: DeltaTable,
+    *,
+    min_files: int = COMPACT_MIN_FILES,
+    target_bytes: int = COMPACT_TARGET_BYTES,
+) -> int:
+    """Rewrite the table's small files into fewer, once it holds ``min_files`` of them;
+    returns how many files it removed (0: nothing to do).
+
+    Why: every Delta commit through delta-rs costs time in proportion to the files in the
+    table (~0.18 ms per file here, measured) — a writer that commits every few seconds would
+    slow down without end. The rewrite is a Delta ``OPTIMIZE`` commit (``dataChange=false``):
+    readers and concurrent appends are unaffected. **One compactor per table**: delta-rs
+    (1.6) commits a second rewrite of files that another process's compaction already
+    replaced, duplicating their rows, so callers make sure no one else compacts the table
+    meanwhile. The removed files stay on storage until a ``VACUUM``.
+    """
+    table.update_incremental()  # count what the table holds now, not at our last commit
+    sizes = pa.table(table.get_add_actions(flatten=True))["size_bytes"]
+    small = pc.sum(pc.less(sizes, target_bytes)).as_py() or 0
+    if small < min_files:
+        return 0
+    metrics = table.optimize.compact(target_size=target_bytes, max_concurrent_tasks=1)
+    return int(metrics.get("numFilesRemoved", 0))
+
+
+def compact_after_commit(table: DeltaTable, name: str, min_files: int) -> int:
+    """:func:`compact_small_files` for a writer that has just committed to ``table``: never
+    raises (the commit stands either way); a failed compaction is logged, and the writer's
+    next commit tries again. ``min_files`` 0 turns compaction off."""
+    if min_files <= 0:
+        return 0
+    try:
+        removed = compact_small_files(table, min_files=min_files)
+    except Exception as exc:  # e.g. storage unreachable
+        logger.info("%s: compaction skipped, retried after a later commit: %s", name, exc)
+        with contextlib.suppress(Exception):
+            table.update_incremental()
+        return 0
+    if removed:
+        logger.debug("%s: compacted %d small files", name, removed)
+    return removed
 
 
 def transaction_version(table: DeltaTable, app_id: str) -> int | None:

@@ -157,6 +157,8 @@ class TableStats:
     """Appends refused by back-pressure (:class:`WriterOverloaded` raised to the caller)."""
     commit_errors: int = 0
     """Failed Delta commit attempts."""
+    compacted: int = 0
+    """Small Delta files rewritten into bigger ones (``delta.compact_small_files``)."""
     last_error: str | None = None
 
 
@@ -171,6 +173,7 @@ class WriterStats:
     deduplicated: int
     rejected: int
     commit_errors: int
+    compacted: int
     tables: Mapping[str, TableStats]
 
     @classmethod
@@ -186,6 +189,7 @@ class WriterStats:
                 "deduplicated",
                 "rejected",
                 "commit_errors",
+                "compacted",
             )
         }
         return cls(**counts, tables=by_name)
@@ -226,6 +230,7 @@ _METRICS = (
     ("deduplicated", "counter", "Rows skipped because their key repeated in a batch."),
     ("rejected", "counter", "Appends refused by back-pressure."),
     ("commit_errors", "counter", "Failed Delta commit attempts."),
+    ("compacted", "counter", "Small Delta files rewritten into bigger ones."),
 )
 
 
@@ -266,6 +271,7 @@ class _Table:
         self.deduplicated = 0
         self.rejected = 0
         self.commit_errors = 0
+        self.compacted = 0
         self.last_error: str | None = None
 
     def stats(self) -> TableStats:
@@ -279,6 +285,7 @@ class _Table:
                 deduplicated=self.deduplicated,
                 rejected=self.rejected,
                 commit_errors=self.commit_errors,
+                compacted=self.compacted,
                 last_error=self.last_error,
             )
 
@@ -303,6 +310,16 @@ class DurableWriter:
         commit_process: read back, convert and commit in a helper process
             (:mod:`bastion.tables.committer`) instead of this one; rows are then never kept in
             memory here. For servers, whose requests share this process's GIL.
+        commit_nice: with ``commit_process``, run the helper this much nicer than this process
+            (0–19): it yields a busy core to the requests' processes at once, and catches up
+            when the load drops (``max_pending_rows`` still bounds how far it may fall behind).
+        compact_min_files: after a commit, rewrite a table's small files once it holds this
+            many (:func:`~bastion.tables.delta.compact_small_files`); 0, the default: never.
+            Without it each commit costs more than the one before (delta-rs: time per commit
+            grows with the table's files). At most one writer of a table may compact it at a
+            time — delta-rs does not refuse a second rewrite of files another one already
+            rewrote, and the rows would be duplicated — so a deployment turns it on in its
+            leader only (:mod:`bastion.server.cluster`). May be changed while the writer runs.
     """
 
     def __init__(
@@ -320,6 +337,8 @@ class DurableWriter:
         clock: Clock | None = None,
         after_commit: Callable[[str, int], None] | None = None,
         commit_process: bool = False,
+        commit_nice: int = 0,
+        compact_min_files: int = 0,
     ) -> None:
         if flush_rows < 1 or max_pending_rows < flush_rows:
             raise InvalidRequest("need 1 <= flush_rows <= max_pending_rows")
@@ -335,7 +354,10 @@ class DurableWriter:
         self.clock: Clock = clock or SystemClock()
         self._max_buffered_rows = min(4 * flush_rows, max_pending_rows)
         self._after_commit = after_commit
-        self._committer = Committer() if commit_process else None
+        if not 0 <= commit_nice <= 19:
+            raise InvalidRequest("commit_nice must be between 0 and 19")
+        self._committer = Committer(nice=commit_nice) if commit_process else None
+        self.compact_min_files = compact_min_files
         self._tables: dict[str, _Table] = {}
         self._registry_lock = threading.Lock()
         self._wake = threading.Event()
@@ -634,7 +656,9 @@ class DurableWriter:
             # it) is then found by _skip_committed instead of looking like another writer's.
             t.known_high = max(t.known_high, last)
             t.delta_table = None  # the helper moves the table on: reopen before reading it
-            done = self._committer.commit(spec, t.directory, [s.seq for s in chunk], self.app_id)
+            done = self._committer.commit(
+                spec, t.directory, [s.seq for s in chunk], self.app_id, self.compact_min_files
+            )
             if done.written and self._after_commit is not None:
                 self._after_commit(spec.name, last)
             self._retire(
@@ -644,6 +668,7 @@ class DurableWriter:
                 written=done.written,
                 quarantined=done.quarantined,
                 deduplicated=done.deduplicated,
+                compacted=done.compacted,
             )
             return done.written
         records: list[Mapping[str, Any]] = []
@@ -698,17 +723,16 @@ class DurableWriter:
             logger.warning("%s: %d rows quarantined to %s", spec.name, len(entries), path)
 
         last_seq = chunk[-1].seq
+        compacted = 0
         if table.num_rows:
             t.known_high = max(t.known_high, last_seq)
+            target = self._delta_table(t)
             delta.append(
-                self._delta_table(t),
-                table,
-                partition_by=spec.partition_by,
-                app_id=self.app_id,
-                version=last_seq,
+                target, table, partition_by=spec.partition_by, app_id=self.app_id, version=last_seq
             )
             if self._after_commit is not None:
                 self._after_commit(spec.name, last_seq)
+            compacted = delta.compact_after_commit(target, spec.name, self.compact_min_files)
         quarantined = sum(len(entries) for entries in dead.values())
         self._retire(
             t,
@@ -717,6 +741,7 @@ class DurableWriter:
             written=table.num_rows,
             quarantined=quarantined,
             deduplicated=duplicates,
+            compacted=compacted,
         )
         return table.num_rows
 
@@ -779,6 +804,7 @@ class DurableWriter:
         written: int,
         quarantined: int = 0,
         deduplicated: int = 0,
+        compacted: int = 0,
     ) -> None:
         wal.write_committed(t.directory, last_seq)
         for segment in chunk:
@@ -791,6 +817,7 @@ class DurableWriter:
             t.written += written
             t.quarantined += quarantined
             t.deduplicated += deduplicated
+            t.compacted += compacted
             t.room.notify_all()
 
     # -- background threads and lifecycle -----------------------------------------------
@@ -841,6 +868,33 @@ class DurableWriter:
                         active.synced_size = max(active.synced_size, size)
             if dir_dirty:
                 wal.fsync_path(t.directory)
+
+    def compact(self, name: str) -> int:
+        """Compact table ``name``'s small Delta files now if it holds ``compact_min_files`` of
+        them (nothing when that is 0); returns the files rewritten. Never raises for the
+        compaction itself (it is logged). For the deployment's one compactor, periodically:
+        compaction after commits only reaches the tables this writer commits to."""
+        t = self._table(name)
+        min_files = self.compact_min_files
+        if min_files <= 0:
+            return 0
+        with t.commit_lock:
+            if self._committer is not None:
+                done = self._committer.compact(t.spec, min_files)
+            else:
+                try:
+                    table = self._delta_table(t)
+                except Exception as exc:
+                    logger.info("%s: not compacted, cannot open it: %s", t.spec.name, exc)
+                    return 0
+                done = delta.compact_after_commit(table, t.spec.name, min_files)
+        with t.lock:
+            t.compacted += done
+        return done
+
+    def tables(self) -> list[str]:
+        """Names of the registered tables."""
+        return list(self._tables)
 
     def stats(self) -> WriterStats:
         return WriterStats.of(t.stats() for t in list(self._tables.values()))
