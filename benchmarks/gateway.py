@@ -390,6 +390,20 @@ def logged_rows(home: Path) -> tuple[int, int]:
     return len(ids), len(set(ids.to_pylist()))
 
 
+def wal_backlog(home: Path) -> int:
+    """Bytes in the deployment's write-ahead logs: acknowledged rows not yet in Delta."""
+    return sum(path.stat().st_size for path in home.rglob("*.wal") if path.is_file())
+
+
+def drain_time(home: Path, limit_s: float = 120.0) -> float:
+    """Seconds until the write-ahead logs hold less than 1 MB (what a few seconds of idle
+    traffic-free commits leave), polled every 0.1 s."""
+    began = time.monotonic()
+    while wal_backlog(home) >= 1_000_000 and time.monotonic() - began < limit_s:
+        time.sleep(0.1)
+    return time.monotonic() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
@@ -471,11 +485,19 @@ def main() -> None:
             cpu_before = _cpu_times()
             warm = run_wrk(url, 4, 2, headers, work)
             results[name] = {c: run_wrk(url, c, args.duration, headers, work) for c in levels}
+            backlog = ""
             if owner is not None:
                 owner.received += warm.completed - warm.errors
                 owner.received += sum(r.completed - r.errors for r in results[name].values())
+                # Commits may trail a saturating load (the helper runs nicer than the servers):
+                # say how far, and how long the logs took to reach Delta once it ended.
+                waiting = wal_backlog(owner.home)
+                backlog = (
+                    f", {waiting / 1e6:.1f} MB of log waiting for Delta at the end,"
+                    f" committed {drain_time(owner.home):.1f} s later"
+                )
             console.print(
-                f"measured {name} (load average {_load()}, CPU steal {_steal(cpu_before)})"
+                f"measured {name} (load average {_load()}, CPU steal {_steal(cpu_before)}{backlog})"
             )
         # Stop the deployments (each commits its write-ahead logs), then count their rows.
         counts = {}
