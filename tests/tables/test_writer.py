@@ -579,3 +579,33 @@ def test_a_failed_compaction_does_not_fail_the_commit_it_follows(tmp_path: Path)
     delta.append(table, records_to_arrow([audit_row(0)], AUDIT_SCHEMA)[0])
     shutil.rmtree(uri)  # storage gone under the writer
     assert delta.compact_after_commit(table, "t", 1) == 0  # logged, not raised
+
+
+@pytest.mark.parametrize("commit_process", [False, True], ids=["in-process", "helper"])
+def test_vacuum_deletes_replaced_files_only_after_the_tables_retention(
+    tmp_path: Path, clock: ManualClock, commit_process: bool
+) -> None:
+    from deltalake import DeltaTable
+
+    kept, short = audit_spec(tmp_path / "kept"), audit_spec(tmp_path / "short")
+    short = TableSpec("short", short.uri, AUDIT_SCHEMA, key="event_id")
+    DeltaTable.create(  # a table whose replaced files may go at once
+        short.uri,
+        AUDIT_SCHEMA,
+        configuration={"delta.deletedFileRetentionDuration": "interval 0 seconds"},
+    )
+    parquet = lambda spec: sorted(Path(spec.uri).glob("*.parquet"))  # noqa: E731
+    with DurableWriter(
+        tmp_path / "wal", clock=clock, commit_process=commit_process, compact_min_files=3
+    ) as w:
+        for spec in (kept, short):
+            w.register(spec)
+            for i in range(3):
+                w.append(spec.name, audit_row(i))
+                w.flush()  # the third commit compacts the three files into one
+            assert len(parquet(spec)) == 4
+        assert w.vacuum(kept.name) == 0  # Delta's default retention: 7 days
+        assert len(parquet(kept)) == 4
+        assert w.vacuum(short.name) == 3
+        assert len(parquet(short)) == 1
+    assert ids(kept.uri) == ids(short.uri) == ["ev-0", "ev-1", "ev-2"]

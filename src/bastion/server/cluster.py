@@ -13,7 +13,8 @@ deployment holds it and runs what must run once:
 * **compaction** of the logged tables' small files, after its own commits to them and every
   ``drain_interval_s`` for all of them (``BASTION_WRITER_COMPACT_MIN_FILES``;
   :func:`bastion.tables.delta.compact_small_files`): one compactor per deployment, since two
-  compacting the same table at once would duplicate rows.
+  compacting the same table at once would duplicate rows; and, hourly, a ``VACUUM`` of the
+  files compactions replaced longer ago than the table's retention (7 days by default).
 
 Migrations run once too, but before any of this: ``bastion up`` migrates under an advisory
 lock, and ``bastion serve`` waits for the schema instead (:mod:`bastion.metastore.db`).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,6 +57,8 @@ class Cluster:
         self.platform = platform
         self.serving = serving
         self.drain_interval_s = drain_interval_s
+        self.vacuum_interval_s = 3600.0
+        self._vacuumed_at: float | None = None
         self.election = LeaderElection(
             Lease(platform.settings.resolved_database_url),
             on_elected=self._lead,
@@ -110,8 +114,12 @@ class Cluster:
                 logger.exception("replaying orphaned write-ahead logs failed")
             try:
                 self.compact_tables()
+                now = time.monotonic()
+                if self._vacuumed_at is None or now - self._vacuumed_at >= self.vacuum_interval_s:
+                    self._vacuumed_at = now
+                    self.vacuum_tables()
             except Exception:
-                logger.exception("compacting the logged tables failed")
+                logger.exception("compacting or vacuuming the logged tables failed")
             if self._duty_stop.wait(self.drain_interval_s):
                 return
 
@@ -130,6 +138,19 @@ class Cluster:
             if self._duty_stop.is_set():
                 break
             done += writer.compact(name)
+        return done
+
+    def vacuum_tables(self) -> int:
+        """Delete the logged tables' files that compactions replaced longer ago than each
+        table's retention (hourly, with compaction on). Returns the files deleted."""
+        writer = self.platform.writer
+        if writer.compact_min_files <= 0:
+            return 0
+        done = 0
+        for name in writer.tables():
+            if self._duty_stop.is_set():
+                break
+            done += writer.vacuum(name)
         return done
 
     def drain_orphaned_logs(self) -> int:

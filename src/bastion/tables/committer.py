@@ -102,6 +102,18 @@ class Committer:
                     self._pool = None
             raise
 
+    def vacuum(self, spec: TableSpec) -> int:
+        """Vacuum the table in the helper (see ``delta.vacuum_expired``)."""
+        pool = self._executor()
+        job = pool.submit(vacuum_table, spec)
+        try:
+            return job.result()
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+            raise
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
@@ -168,6 +180,18 @@ def compact_table(spec: TableSpec, min_files: int) -> int:
         logger.info("%s: not compacted, the table cannot be opened: %s", spec.name, exc)
         return 0
     return delta.compact_after_commit(target, spec.name, min_files)
+
+
+def vacuum_table(spec: TableSpec) -> int:
+    """In the helper process: delete the table's expired replaced files."""
+    if _parent is not None and os.getppid() != _parent:
+        return 0
+    try:
+        target = _open(spec)
+    except Exception as exc:
+        logger.info("%s: not vacuumed, the table cannot be opened: %s", spec.name, exc)
+        return 0
+    return delta.vacuum_expired(target, spec.name)
 
 
 def commit_segments(

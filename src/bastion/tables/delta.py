@@ -140,6 +140,19 @@ def compact_after_commit(table: DeltaTable, name: str, min_files: int) -> int:
     return removed
 
 
+def vacuum_expired(table: DeltaTable, name: str) -> int:
+    """Delete the files that compactions replaced longer ago than the table's retention
+    (``delta.deletedFileRetentionDuration``, Delta's default 7 days: time travel to a version
+    that needed them then fails, as in any Delta ``VACUUM``); returns how many. Never raises
+    (logged). Like compaction, for the deployment's one maintainer."""
+    try:
+        table.update_incremental()
+        return len(table.vacuum(dry_run=False))
+    except Exception as exc:
+        logger.info("%s: not vacuumed, tried again later: %s", name, exc)
+        return 0
+
+
 def transaction_version(table: DeltaTable, app_id: str) -> int | None:
     """The last batch version ``app_id`` committed to ``table`` (refreshed from storage)."""
     table.update_incremental()

@@ -892,6 +892,21 @@ class DurableWriter:
             t.compacted += done
         return done
 
+    def vacuum(self, name: str) -> int:
+        """Delete table ``name``'s files that compactions replaced longer ago than its
+        retention (``delta.vacuum_expired``); returns how many. Never raises for the vacuum
+        itself. For the deployment's one maintainer, like :meth:`compact`."""
+        t = self._table(name)
+        with t.commit_lock:
+            if self._committer is not None:
+                return self._committer.vacuum(t.spec)
+            try:
+                table = self._delta_table(t)
+            except Exception as exc:
+                logger.info("%s: not vacuumed, cannot open it: %s", t.spec.name, exc)
+                return 0
+            return delta.vacuum_expired(table, t.spec.name)
+
     def tables(self) -> list[str]:
         """Names of the registered tables."""
         return list(self._tables)
