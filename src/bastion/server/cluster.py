@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -128,29 +128,24 @@ class Cluster:
         writer compacts after its own commits, but at low traffic all of a table's rows may
         reach other processes. Returns the files rewritten."""
         platform = self.platform
-        writer = platform.writer
-        if writer.compact_min_files <= 0:
+        if platform.writer.compact_min_files <= 0:
             return 0
         for name in bound_payload_tables(platform):
-            writer.register(payload_table(name).spec(platform.table_storage))
-        done = 0
-        for name in writer.tables():
-            if self._duty_stop.is_set():
-                break
-            done += writer.compact(name)
-        return done
+            platform.writer.register(payload_table(name).spec(platform.table_storage))
+        return self._each_table(platform.writer.compact)
 
     def vacuum_tables(self) -> int:
         """Delete the logged tables' files that compactions replaced longer ago than each
         table's retention (hourly, with compaction on). Returns the files deleted."""
         writer = self.platform.writer
-        if writer.compact_min_files <= 0:
-            return 0
+        return self._each_table(writer.vacuum) if writer.compact_min_files > 0 else 0
+
+    def _each_table(self, maintain: Callable[[str], int]) -> int:
         done = 0
-        for name in writer.tables():
+        for name in self.platform.writer.tables():
             if self._duty_stop.is_set():
                 break
-            done += writer.vacuum(name)
+            done += maintain(name)
         return done
 
     def drain_orphaned_logs(self) -> int:

@@ -23,11 +23,12 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bastion.tables import delta, wal
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from bastion.tables.writer import TableSpec
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -80,36 +82,23 @@ class Committer:
         app_id: str,
         compact_min_files: int = 0,
     ) -> Committed:
-        pool = self._executor()
-        job = pool.submit(commit_segments, spec, str(directory), seqs, app_id, compact_min_files)
-        try:
-            return job.result()
-        except BrokenProcessPool:
-            with self._lock:  # the child died: the next batch gets a new one
-                if self._pool is pool:
-                    self._pool = None
-            raise
+        return self._run(commit_segments, spec, str(directory), seqs, app_id, compact_min_files)
 
     def compact(self, spec: TableSpec, min_files: int) -> int:
         """Compact the table's small files in the helper (see ``delta.compact_after_commit``)."""
-        pool = self._executor()
-        job = pool.submit(compact_table, spec, min_files)
-        try:
-            return job.result()
-        except BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = None
-            raise
+        return self._run(maintain_table, spec, min_files)
 
     def vacuum(self, spec: TableSpec) -> int:
         """Vacuum the table in the helper (see ``delta.vacuum_expired``)."""
+        return self._run(maintain_table, spec, None)
+
+    def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         pool = self._executor()
-        job = pool.submit(vacuum_table, spec)
+        job = pool.submit(fn, *args)
         try:
             return job.result()
         except BrokenProcessPool:
-            with self._lock:
+            with self._lock:  # the child died: the next call gets a new one
                 if self._pool is pool:
                     self._pool = None
             raise
@@ -170,28 +159,19 @@ def _open(spec: TableSpec) -> DeltaTable:
     return target
 
 
-def compact_table(spec: TableSpec, min_files: int) -> int:
-    """In the helper process: compact the table's small files if there are enough of them."""
+def maintain_table(spec: TableSpec, compact_min_files: int | None) -> int:
+    """In the helper process: compact the table's small files if there are ``min_files`` of
+    them, or (``None``) vacuum its expired replaced files. Returns the files concerned."""
     if _parent is not None and os.getppid() != _parent:
         return 0
     try:
         target = _open(spec)
     except Exception as exc:
-        logger.info("%s: not compacted, the table cannot be opened: %s", spec.name, exc)
+        logger.info("%s: not maintained, the table cannot be opened: %s", spec.name, exc)
         return 0
-    return delta.compact_after_commit(target, spec.name, min_files)
-
-
-def vacuum_table(spec: TableSpec) -> int:
-    """In the helper process: delete the table's expired replaced files."""
-    if _parent is not None and os.getppid() != _parent:
-        return 0
-    try:
-        target = _open(spec)
-    except Exception as exc:
-        logger.info("%s: not vacuumed, the table cannot be opened: %s", spec.name, exc)
-        return 0
-    return delta.vacuum_expired(target, spec.name)
+    if compact_min_files is None:
+        return delta.vacuum_expired(target, spec.name)
+    return delta.compact_after_commit(target, spec.name, compact_min_files)
 
 
 def commit_segments(
