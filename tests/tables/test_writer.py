@@ -546,6 +546,19 @@ def test_compact_on_demand_covers_files_other_writers_added(
     assert ids(spec.uri) == [f"ev-{i}" for i in range(5)]
 
 
+@pytest.mark.parametrize("commit_process", [False, True], ids=["in-process", "helper"])
+def test_maintenance_leaves_a_table_without_rows_uncreated(
+    tmp_path: Path, clock: ManualClock, commit_process: bool
+) -> None:
+    spec = audit_spec(tmp_path)
+    with DurableWriter(
+        tmp_path / "wal", clock=clock, commit_process=commit_process, compact_min_files=1
+    ) as w:
+        w.register(spec)
+        assert w.compact(AUDIT) == 0 and w.vacuum(AUDIT) == 0
+        assert delta.open_table(spec.uri) is None
+
+
 def test_compaction_can_be_turned_off(tmp_path: Path, clock: ManualClock) -> None:
     spec = audit_spec(tmp_path)
     with DurableWriter(tmp_path / "wal", clock=clock, compact_min_files=0) as w:

@@ -84,13 +84,9 @@ class Committer:
     ) -> Committed:
         return self._run(commit_segments, spec, str(directory), seqs, app_id, compact_min_files)
 
-    def compact(self, spec: TableSpec, min_files: int) -> int:
-        """Compact the table's small files in the helper (see ``delta.compact_after_commit``)."""
-        return self._run(maintain_table, spec, min_files)
-
-    def vacuum(self, spec: TableSpec) -> int:
-        """Vacuum the table in the helper (see ``delta.vacuum_expired``)."""
-        return self._run(maintain_table, spec, None)
+    def maintain(self, spec: TableSpec, compact_min_files: int | None) -> int:
+        """``delta.maintain`` of the table, in the helper."""
+        return self._run(maintain_table, spec, compact_min_files)
 
     def _run(self, fn: Callable[..., _T], *args: Any) -> _T:
         pool = self._executor()
@@ -145,33 +141,21 @@ def _ready() -> None:
     import bastion.tables.writer  # noqa: F401
 
 
-def _open(spec: TableSpec) -> DeltaTable:
-    target = _tables.get(spec.uri)
-    if target is None:
-        target = delta.create_table_if_missing(
-            spec.uri,
-            spec.schema,
-            partition_by=spec.partition_by,
-            name=spec.name,
-            storage_options=spec.storage_options,
-        )
-        _tables[spec.uri] = target
-    return target
-
-
 def maintain_table(spec: TableSpec, compact_min_files: int | None) -> int:
-    """In the helper process: compact the table's small files if there are ``min_files`` of
-    them, or (``None``) vacuum its expired replaced files. Returns the files concerned."""
+    """In the helper process: :func:`bastion.tables.delta.maintain` of the table (a table
+    with no rows yet is left alone, not created)."""
     if _parent is not None and os.getppid() != _parent:
         return 0
-    try:
-        target = _open(spec)
-    except Exception as exc:
-        logger.info("%s: not maintained, the table cannot be opened: %s", spec.name, exc)
-        return 0
-    if compact_min_files is None:
-        return delta.vacuum_expired(target, spec.name)
-    return delta.compact_after_commit(target, spec.name, compact_min_files)
+    target = _tables.get(spec.uri)
+    if target is None:
+        try:
+            target = delta.open_table(spec.uri, storage_options=spec.storage_options)
+        except Exception as exc:
+            logger.info("%s: not maintained, the table cannot be opened: %s", spec.name, exc)
+            return 0
+        if target is not None:
+            _tables[spec.uri] = target
+    return delta.maintain(target, spec.name, compact_min_files)
 
 
 def commit_segments(
@@ -233,7 +217,15 @@ def _commit_segments(
     if table.num_rows:
         if _parent is not None and os.getppid() != _parent:
             raise RuntimeError("the writer's process is gone; its successor commits these rows")
-        target = _open(spec)
+        target = _tables.get(spec.uri)
+        if target is None:
+            target = delta.create_table_if_missing(
+                spec.uri,
+                spec.schema,
+                partition_by=spec.partition_by,
+                name=spec.name,
+                storage_options=spec.storage_options,
+            )
         try:
             delta.append(
                 target, table, partition_by=spec.partition_by, app_id=app_id, version=seqs[-1]
@@ -241,6 +233,7 @@ def _commit_segments(
         except Exception:
             _tables.pop(spec.uri, None)  # reopened next time
             raise
+        _tables[spec.uri] = target
         compacted = delta.compact_after_commit(target, spec.name, compact_min_files)
     return Committed(
         written=table.num_rows,

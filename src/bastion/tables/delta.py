@@ -153,6 +153,16 @@ def vacuum_expired(table: DeltaTable, name: str) -> int:
         return 0
 
 
+def maintain(table: DeltaTable | None, name: str, compact_min_files: int | None) -> int:
+    """The maintainer's call: :func:`compact_after_commit` with ``compact_min_files``, or
+    (``None``) :func:`vacuum_expired`; nothing for a table that does not exist yet."""
+    if table is None:
+        return 0
+    if compact_min_files is None:
+        return vacuum_expired(table, name)
+    return compact_after_commit(table, name, compact_min_files)
+
+
 def transaction_version(table: DeltaTable, app_id: str) -> int | None:
     """The last batch version ``app_id`` committed to ``table`` (refreshed from storage)."""
     table.update_incremental()

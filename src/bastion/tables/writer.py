@@ -874,20 +874,11 @@ class DurableWriter:
         them (nothing when that is 0); returns the files rewritten. Never raises for the
         compaction itself (it is logged). For the deployment's one compactor, periodically:
         compaction after commits only reaches the tables this writer commits to."""
-        t = self._table(name)
         min_files = self.compact_min_files
         if min_files <= 0:
             return 0
-        with t.commit_lock:
-            if self._committer is not None:
-                done = self._committer.compact(t.spec, min_files)
-            else:
-                try:
-                    table = self._delta_table(t)
-                except Exception as exc:
-                    logger.info("%s: not compacted, cannot open it: %s", t.spec.name, exc)
-                    return 0
-                done = delta.compact_after_commit(table, t.spec.name, min_files)
+        done = self._maintain(name, min_files)
+        t = self._table(name)
         with t.lock:
             t.compacted += done
         return done
@@ -896,16 +887,22 @@ class DurableWriter:
         """Delete table ``name``'s files that compactions replaced longer ago than its
         retention (``delta.vacuum_expired``); returns how many. Never raises for the vacuum
         itself. For the deployment's one maintainer, like :meth:`compact`."""
+        return self._maintain(name, None)
+
+    def _maintain(self, name: str, compact_min_files: int | None) -> int:
         t = self._table(name)
         with t.commit_lock:
             if self._committer is not None:
-                return self._committer.vacuum(t.spec)
-            try:
-                table = self._delta_table(t)
+                return self._committer.maintain(t.spec, compact_min_files)
+            spec = t.spec
+            try:  # a table with no rows yet is left alone, not created
+                table = t.delta_table or delta.open_table(
+                    spec.uri, storage_options=spec.storage_options
+                )
             except Exception as exc:
-                logger.info("%s: not vacuumed, cannot open it: %s", t.spec.name, exc)
+                logger.info("%s: not maintained, cannot open it: %s", spec.name, exc)
                 return 0
-            return delta.vacuum_expired(table, t.spec.name)
+            return delta.maintain(table, spec.name, compact_min_files)
 
     def tables(self) -> list[str]:
         """Names of the registered tables."""
