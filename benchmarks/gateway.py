@@ -13,10 +13,14 @@ OpenAI-compatible model, payload + usage logging and tracing on:
   installed;
 
 and — if it can be installed — a LiteLLM proxy in its own virtualenv with the same upstream.
-Loads each with ``wrk`` at concurrency 1, 16 and 64 and prints requests/s, p50/p99 latency and
-their overhead over direct. At the end each Bastion set-up is stopped (a clean stop commits
-every write-ahead log) and its payload table is counted against the 200 responses clients
-received. Every process it starts is stopped at the end.
+Loads the direct upstream, then each target in turn, with ``wrk`` at concurrency 1, 16 and 64
+and prints requests/s, p50/p99 latency and their overhead over direct. Each target is started,
+loaded and stopped on its own, so that no idle set-up's timers, dashboard app or helpers land
+in another's figures; just before each target the direct upstream is loaded again at
+concurrency 1 (with the target running, idle) and that target's concurrency-1 overhead is
+measured against it. Once stopped (a clean stop commits every write-ahead log), each Bastion
+set-up's payload table is counted against the 200 responses clients received. Every process
+it starts is stopped at the end.
 
     python benchmarks/gateway.py [--duration 10] [--no-litellm] [--workers 2]
 """
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +74,14 @@ def wait_http(url: str, timeout: float = 120.0, headers: dict[str, str] | None =
 
 
 @contextmanager
-def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> Any:
+def process(
+    args: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals = signal.SIGINT,
+) -> Any:
+    """Runs ``args`` in its own session; on exit, ``stop`` (SIGINT: Bastion's clean stop commits
+    its logs) and up to 180 s for it to end, then SIGKILL."""
     with log.open("w") as out:
         proc = subprocess.Popen(
             args,
@@ -82,7 +94,7 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> An
             yield proc
         finally:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(proc.pid, stop)
                 try:
                     proc.wait(timeout=180)  # a clean stop commits the logs
                 except subprocess.TimeoutExpired:
@@ -232,7 +244,9 @@ def start_replicas(
         "    http-reuse always\n"
         f"{servers}\n"
     )
-    own.enter_context(process([haproxy, "-f", str(config), "-db"], work / "haproxy.log"))
+    # SIGTERM: HAProxy's immediate stop (on SIGINT it waits for its connections to close).
+    stop = signal.SIGTERM
+    own.enter_context(process([haproxy, "-f", str(config), "-db"], work / "haproxy.log", stop=stop))
     deployment = Deployment(
         "Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)", f"http://127.0.0.1:{lb}", home, own
     )
@@ -404,6 +418,9 @@ def drain_time(home: Path, limit_s: float = 120.0) -> float:
     return time.monotonic() - began
 
 
+Target = tuple[str, dict[str, str], Deployment | None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds per load level")
@@ -426,7 +443,9 @@ def main() -> None:
     levels = [int(c) for c in args.concurrency.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bastion-gateway-bench-"))
     results: dict[str, dict[int, Load]] = {}
-    deployments: list[Deployment] = []
+    adjacent: dict[str, Load] = {}  # the direct upstream at c=1 just before each target
+    counts: dict[str, tuple[int, int, int]] = {}  # received, payload rows, distinct ids
+    json_headers = {"Content-Type": "application/json"}
     with ExitStack() as stack:
         up_port = free_port()
         stack.enter_context(
@@ -437,19 +456,45 @@ def main() -> None:
         )
         upstream = f"http://127.0.0.1:{up_port}"
         wait_http(f"{upstream}/health")
+        direct_url = f"{upstream}/v1/chat/completions"
         redis = stack.enter_context(redis_server(work))
         postgres = stack.enter_context(postgres_database(args.postgres_url))
-        litellm = None
-        if not args.no_litellm:  # started first: it takes minutes to come up
-            exe = litellm_venv(args.litellm_venv)
-            if exe is not None:
-                litellm = start_litellm(stack, work, upstream, exe)
-        deployments.append(start_bastion(stack, work, upstream))
-        deployments.append(start_bastion(stack, work, upstream, in_process_commits=True))
+        exe = None if args.no_litellm else litellm_venv(args.litellm_venv)
+
+        # Each target is started, loaded and stopped on its own: an idle set-up's timers, its
+        # dashboard app and its helpers would otherwise land in the next one's tail latency.
+        starters: list[tuple[str, Callable[[ExitStack], Target]]] = []
+
+        def bastion(**options: Any) -> Callable[[ExitStack], Target]:
+            def start(own: ExitStack) -> Target:
+                deployment = start_bastion(own, work, upstream, **options)
+                url = f"{deployment.base}/serving-endpoints/chat/completions"
+                return url, {"Authorization": f"Bearer {TOKEN}"}, deployment
+
+            return start
+
+        if exe is not None:
+            litellm_exe = exe
+
+            def lite(own: ExitStack) -> Target:
+                base = start_litellm(own, work, upstream, litellm_exe)
+                wait_http(f"{base}/health/liveliness", timeout=600)
+                return (
+                    f"{base}/v1/chat/completions",
+                    {"Authorization": f"Bearer {LITELLM_KEY}"},
+                    None,
+                )
+
+            starters.append(("LiteLLM proxy (2 workers)", lite))
+        starters.append(("Bastion, 1 process", bastion()))
+        starters.append(
+            ("Bastion, 1 process, commits in the server process", bastion(in_process_commits=True))
+        )
         if args.workers > 1:
-            deployments.append(
-                start_bastion(
-                    stack, work, upstream, workers=args.workers, redis=redis and f"{redis}/1"
+            starters.append(
+                (
+                    f"Bastion, --workers {args.workers}",
+                    bastion(workers=args.workers, redis=redis and f"{redis}/1"),
                 )
             )
         haproxy = shutil.which("haproxy") or shutil.which("haproxy", path="/usr/sbin")
@@ -458,52 +503,45 @@ def main() -> None:
         if missing:
             console.print(f"[yellow]No replicas row: {', '.join(missing)} missing.[/yellow]")
         elif postgres and redis and haproxy:
-            deployments.append(
-                start_replicas(
-                    stack, work, upstream, postgres=postgres, redis=f"{redis}/2", haproxy=haproxy
+            db, cache, lb = postgres, f"{redis}/2", haproxy
+
+            def replicas(own: ExitStack) -> Target:
+                deployment = start_replicas(
+                    own, work, upstream, postgres=db, redis=cache, haproxy=lb
                 )
-            )
-        targets: dict[str, tuple[str, dict[str, str], Deployment | None]] = {
-            "direct upstream": (f"{upstream}/v1/chat/completions", {}, None)
-        }
-        for deployment in deployments:
-            targets[deployment.label] = (
-                f"{deployment.base}/serving-endpoints/chat/completions",
-                {"Authorization": f"Bearer {TOKEN}"},
-                deployment,
-            )
-        if litellm is not None:
-            wait_http(f"{litellm}/health/liveliness", timeout=600)
-            targets["LiteLLM proxy (2 workers)"] = (
-                f"{litellm}/v1/chat/completions",
-                {"Authorization": f"Bearer {LITELLM_KEY}"},
-                None,
-            )
+                url = f"{deployment.base}/serving-endpoints/chat/completions"
+                return url, {"Authorization": f"Bearer {TOKEN}"}, deployment
+
+            starters.append(("Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)", replicas))
+
         console.print(f"load average before the run: {_load()}")
-        for name, (url, headers, owner) in targets.items():
-            headers = {"Content-Type": "application/json", **headers}
-            cpu_before = _cpu_times()
-            warm = run_wrk(url, 4, 2, headers, work)
-            results[name] = {c: run_wrk(url, c, args.duration, headers, work) for c in levels}
-            backlog = ""
-            if owner is not None:
-                owner.received += warm.completed - warm.errors
-                owner.received += sum(r.completed - r.errors for r in results[name].values())
-                # Commits may trail a saturating load (the helper runs nicer than the servers):
-                # say how far, and how long the logs took to reach Delta once it ended.
-                waiting = wal_backlog(owner.home)
-                backlog = (
-                    f", {waiting / 1e6:.1f} MB of log waiting for Delta at the end,"
-                    f" committed {drain_time(owner.home):.1f} s later"
+        results["direct upstream"] = _measure(direct_url, json_headers, levels, args.duration, work)
+        for label, start in starters:
+            with ExitStack() as own:
+                url, headers, owner = start(own)
+                headers = {**json_headers, **headers}
+                time.sleep(2)  # let start-up work (first commits, app start) settle
+                adjacent[label] = run_wrk(direct_url, 1, args.duration, json_headers, work)
+                cpu_before = _cpu_times()
+                warm = run_wrk(url, 4, 2, headers, work)
+                results[label] = _measure(url, headers, levels, args.duration, work)
+                backlog = ""
+                if owner is not None:
+                    owner.received += warm.completed - warm.errors
+                    owner.received += sum(r.completed - r.errors for r in results[label].values())
+                    # Commits may trail a saturating load (the helper runs nicer than the
+                    # servers): say how far, and how long the logs took to reach Delta.
+                    waiting = wal_backlog(owner.home)
+                    backlog = (
+                        f", {waiting / 1e6:.1f} MB of log waiting for Delta at the end,"
+                        f" committed {drain_time(owner.home):.1f} s later"
+                    )
+                console.print(
+                    f"measured {label} (load average {_load()}, CPU steal {_steal(cpu_before)}"
+                    f"{backlog})"
                 )
-            console.print(
-                f"measured {name} (load average {_load()}, CPU steal {_steal(cpu_before)}{backlog})"
-            )
-        # Stop the deployments (each commits its write-ahead logs), then count their rows.
-        counts = {}
-        for deployment in deployments:
-            deployment.stack.close()
-            counts[deployment.label] = logged_rows(deployment.home)
+            if owner is not None:  # stopped (a clean stop commits every log): count its rows
+                counts[label] = (owner.received, *logged_rows(owner.home))
 
     direct = results["direct upstream"]
     table = Table(title=f"Gateway, {args.duration}s per level, stub upstream on 127.0.0.1")
@@ -512,11 +550,11 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "target" else "right")
     for name, by_level in results.items():
         for level, load in by_level.items():
+            base = adjacent[name] if level == 1 and name in adjacent else direct[level]
             overhead = (
                 ""
                 if name == "direct upstream"
-                else f"{load.p50_ms - direct[level].p50_ms:.2f} / "
-                f"{load.p99_ms - direct[level].p99_ms:.2f}"
+                else f"{load.p50_ms - base.p50_ms:.2f} / {load.p99_ms - base.p99_ms:.2f}"
             )
             table.add_row(
                 name,
@@ -528,24 +566,34 @@ def main() -> None:
                 str(load.errors),
             )
     console.print(table)
-    for deployment in deployments:
-        rows, distinct = counts[deployment.label]
-        lost = deployment.received - distinct
+    console.print(
+        "Overheads at concurrency 1 are against the direct upstream loaded just before each"
+        " target, with it running (p50 / p99 ms): "
+        + "; ".join(f"{k}: {v.p50_ms:.2f} / {v.p99_ms:.2f}" for k, v in adjacent.items())
+    )
+    for label, (received, rows, distinct) in counts.items():
+        lost = received - distinct
         verdict = "none lost" if lost <= 0 else f"{lost} MISSING"
         if distinct != rows:
             verdict += f", {rows - distinct} DUPLICATED"
         console.print(
-            f"{deployment.label}: {deployment.received:,} 200 responses received (wrk, warm-up,"
-            f" probes), {rows:,} payload rows in Delta ({verdict})."
+            f"{label}: {received:,} 200 responses received (wrk, warm-up, probes),"
+            f" {rows:,} payload rows in Delta ({verdict})."
         )
-    lite = results.get("LiteLLM proxy (2 workers)")
-    if lite and 64 in lite:
-        ratio = results["Bastion, 1 process"][64].rps / max(lite[64].rps, 1e-9)
+    peer = results.get("LiteLLM proxy (2 workers)")
+    if peer and 64 in peer:
+        ratio = results["Bastion, 1 process"][64].rps / max(peer[64].rps, 1e-9)
         console.print(
             f"Bastion (1 process) / LiteLLM requests/s at concurrency 64: {ratio:.1f}x"
             " (target >= 5x)"
         )
     console.print(f"load average after the run: {_load()}")
+
+
+def _measure(
+    url: str, headers: dict[str, str], levels: list[int], duration: int, work: Path
+) -> dict[int, Load]:
+    return {c: run_wrk(url, c, duration, headers, work) for c in levels}
 
 
 def _cpu_times() -> list[int]:
