@@ -18,9 +18,10 @@ and prints requests/s, p50/p99 latency and their overhead over direct. Each targ
 loaded and stopped on its own, so that no idle set-up's timers, dashboard app or helpers land
 in another's figures; just before each target the direct upstream is loaded again at
 concurrency 1 (with the target running, idle) and that target's concurrency-1 overhead is
-measured against it. Once stopped (a clean stop commits every write-ahead log), each Bastion
-set-up's payload table is counted against the 200 responses clients received. Every process
-it starts is stopped at the end.
+measured against it (for the replicas, the direct upstream is also loaded through the same
+HAProxy, to tell the balancer's hop from Bastion's). Once stopped (a clean stop commits every
+write-ahead log), each Bastion set-up's payload table is counted against the 200 responses
+clients received. Every process it starts is stopped at the end.
 
     python benchmarks/gateway.py [--duration 10] [--no-litellm] [--workers 2]
 """
@@ -162,6 +163,9 @@ class Deployment:
     home: Path
     stack: ExitStack
     received: int = 0
+    # The direct upstream through the same load balancer, where there is one: what the
+    # balancer's own hop adds, apart from Bastion's.
+    balanced_upstream: str | None = None
 
 
 BASTION_ENV = {
@@ -230,7 +234,7 @@ def start_replicas(
             )
         )
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout=180)
-    lb = free_port()
+    lb, lb_direct = free_port(), free_port()
     servers = "\n".join(
         f"    server r{i} 127.0.0.1:{port} check inter 1s" for i, port in enumerate(ports)
     )
@@ -243,12 +247,18 @@ def start_replicas(
         "backend replicas\n    balance roundrobin\n    option httpchk GET /healthz\n"
         "    http-reuse always\n"
         f"{servers}\n"
+        f"frontend direct\n    bind 127.0.0.1:{lb_direct}\n    default_backend upstream\n"
+        f"backend upstream\n    http-reuse always\n    server u {upstream.removeprefix('http://')}\n"
     )
     # SIGTERM: HAProxy's immediate stop (on SIGINT it waits for its connections to close).
     stop = signal.SIGTERM
     own.enter_context(process([haproxy, "-f", str(config), "-db"], work / "haproxy.log", stop=stop))
     deployment = Deployment(
-        "Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)", f"http://127.0.0.1:{lb}", home, own
+        "Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)",
+        f"http://127.0.0.1:{lb}",
+        home,
+        own,
+        balanced_upstream=f"http://127.0.0.1:{lb_direct}",
     )
     wait_http(f"{deployment.base}/healthz")
     create_endpoint(deployment, upstream)
@@ -444,6 +454,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bastion-gateway-bench-"))
     results: dict[str, dict[int, Load]] = {}
     adjacent: dict[str, Load] = {}  # the direct upstream at c=1 just before each target
+    balanced: dict[str, Load] = {}  # ... and through the target's load balancer, if any
     counts: dict[str, tuple[int, int, int]] = {}  # received, payload rows, distinct ids
     json_headers = {"Content-Type": "application/json"}
     with ExitStack() as stack:
@@ -522,6 +533,9 @@ def main() -> None:
                 headers = {**json_headers, **headers}
                 time.sleep(2)  # let start-up work (first commits, app start) settle
                 adjacent[label] = run_wrk(direct_url, 1, args.duration, json_headers, work)
+                if owner is not None and owner.balanced_upstream:
+                    through = f"{owner.balanced_upstream}/v1/chat/completions"
+                    balanced[label] = run_wrk(through, 1, args.duration, json_headers, work)
                 cpu_before = _cpu_times()
                 warm = run_wrk(url, 4, 2, headers, work)
                 results[label] = _measure(url, headers, levels, args.duration, work)
@@ -571,6 +585,13 @@ def main() -> None:
         " target, with it running (p50 / p99 ms): "
         + "; ".join(f"{k}: {v.p50_ms:.2f} / {v.p99_ms:.2f}" for k, v in adjacent.items())
     )
+    for label, lb_load in balanced.items():
+        at_1 = results[label].get(1)
+        share = f"; {label}'s p99 over it: {at_1.p99_ms - lb_load.p99_ms:.2f} ms" if at_1 else ""
+        console.print(
+            f"The direct upstream through {label}'s load balancer alone at concurrency 1:"
+            f" p50 / p99 {lb_load.p50_ms:.2f} / {lb_load.p99_ms:.2f} ms{share}."
+        )
     for label, (received, rows, distinct) in counts.items():
         lost = received - distinct
         verdict = "none lost" if lost <= 0 else f"{lost} MISSING"

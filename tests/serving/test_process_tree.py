@@ -91,10 +91,7 @@ def _workers_of(home: Path) -> list[int]:
             argv = command_line(int(entry.name))
             if "bastion.processes.guard" in argv:
                 continue  # the guard names its worker's command too
-            is_worker = any(
-                part in ("llama_cpp.server", "bastion.serving.workers.pyfunc_server")
-                for part in argv
-            )
+            is_worker = any(part.startswith("bastion.serving.workers.") for part in argv)
             if is_worker and any(str(home) in part for part in argv) and _alive(int(entry.name)):
                 found.append(int(entry.name))
     return found

@@ -20,14 +20,15 @@ def llama_cpp_spec(
     n_ctx: int = LLAMA_CONTEXT_TOKENS,
     n_threads: int | None = None,
 ) -> WorkerSpec:
-    """llama-cpp-python's own OpenAI-compatible server on one GGUF file."""
+    """llama-cpp-python's own OpenAI-compatible server on one GGUF file, started through
+    :mod:`.llama_server` (which keeps llama.cpp off its AMX kernels where they crash)."""
     threads = n_threads or max(1, min(4, os.cpu_count() or 1))
     return WorkerSpec(
         key=key,
         command=(
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "bastion.serving.workers.llama_server",
             "--model",
             str(gguf),
             "--model_alias",
