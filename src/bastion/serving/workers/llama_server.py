@@ -5,8 +5,8 @@ at load into an "extra buffer type" for its AMX kernels, and those kernels crash
 (SIGSEGV in ``ggml_backend_amx_mul_mat``) on its first completion: a known llama.cpp defect,
 machine-dependent, seen with the embedded SmolLM2 on such hosts. So where the CPU reports AMX,
 this entry point loads models without extra buffer types (llama.cpp's ``use_extra_bufts =
-false``: the weights stay in plain CPU buffers and the AVX2/AVX-512 kernels run them; same
-answers), then runs ``llama_cpp.server`` with the arguments it was given.
+false``: the weights stay in plain CPU buffers and the AVX2/AVX-512 kernels run them, as on
+CPUs without AMX), then runs ``llama_cpp.server`` with the arguments it was given.
 
     python -m bastion.serving.workers.llama_server --model m.gguf --port 8001 ...
 """
