@@ -177,6 +177,64 @@ def test_a_reused_connection_closed_without_an_answer_is_retried_once_afresh() -
     run(main())
 
 
+class _RefusingTransport:
+    """A pooled connection's transport in the window uvloop leaves when the peer dies (a
+    killed model worker): not closing yet, but its handle is closed and a write raises."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_a_pooled_connection_whose_write_fails_is_replaced_by_a_fresh_one() -> None:
+    box: list[Server] = []
+
+    async def main() -> None:
+        async with Server(keep_alive_server(box)) as server:
+            box.append(server)
+            pool = Http1Pool()
+            assert (await pool.request(server.url(), b"a", {}, timeout=5)).status == 200
+            ((_, idle),) = pool._idle.items()
+            idle[0].transport = _RefusingTransport(idle[0].transport)  # type: ignore[assignment]
+            answer = await pool.request(server.url(), b"b", {}, timeout=5)
+            assert answer.status == 200 and answer.body == b'{"ok":true}'
+            await pool.aclose()
+        assert server.connections == 2
+        assert [body for _, _, body in server.requests] == [b"a", b"b"]
+
+    run(main())
+
+
+def test_a_fresh_connection_whose_write_fails_raises_connection_failed() -> None:
+    box: list[Server] = []
+
+    async def main() -> None:
+        async with Server(keep_alive_server(box)) as server:
+            box.append(server)
+            pool = Http1Pool()
+            connect = pool._connect
+
+            async def refusing(origin: Any) -> Any:
+                conn = await connect(origin)
+                conn.transport = _RefusingTransport(conn.transport)
+                return conn
+
+            pool._connect = refusing  # type: ignore[method-assign]
+            with pytest.raises(ConnectionFailed, match="closed the connection"):
+                await pool.request(server.url(), b"a", {}, timeout=5)
+            await pool.aclose()
+
+    run(main())
+
+
 def test_chunked_until_close_and_gzip_bodies() -> None:
     payload = b'{"text":"' + b"x" * 5000 + b'"}'
 
