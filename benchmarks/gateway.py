@@ -428,7 +428,13 @@ def drain_time(home: Path, limit_s: float = 120.0) -> float:
     return time.monotonic() - began
 
 
-Target = tuple[str, dict[str, str], Deployment | None]
+Target = tuple[str, dict[str, str], Deployment | None]  # URL, headers, whose rows to count
+
+
+def bastion_target(deployment: Deployment) -> Target:
+    """What clients load on a Bastion set-up: the stub endpoint's chat completions."""
+    url = f"{deployment.base}/serving-endpoints/chat/completions"
+    return url, {"Authorization": f"Bearer {TOKEN}"}, deployment
 
 
 def main() -> None:
@@ -478,9 +484,7 @@ def main() -> None:
 
         def bastion(**options: Any) -> Callable[[ExitStack], Target]:
             def start(own: ExitStack) -> Target:
-                deployment = start_bastion(own, work, upstream, **options)
-                url = f"{deployment.base}/serving-endpoints/chat/completions"
-                return url, {"Authorization": f"Bearer {TOKEN}"}, deployment
+                return bastion_target(start_bastion(own, work, upstream, **options))
 
             return start
 
@@ -517,11 +521,9 @@ def main() -> None:
             db, cache, lb = postgres, f"{redis}/2", haproxy
 
             def replicas(own: ExitStack) -> Target:
-                deployment = start_replicas(
-                    own, work, upstream, postgres=db, redis=cache, haproxy=lb
+                return bastion_target(
+                    start_replicas(own, work, upstream, postgres=db, redis=cache, haproxy=lb)
                 )
-                url = f"{deployment.base}/serving-endpoints/chat/completions"
-                return url, {"Authorization": f"Bearer {TOKEN}"}, deployment
 
             starters.append(("Bastion, 2 replicas + HAProxy (PostgreSQL, Redis)", replicas))
 
