@@ -134,6 +134,30 @@ def test_flush_by_time_follows_the_injected_clock(
     assert ids(str(tmp_path / "audit")) == ["ev-1", "ev-2"]
 
 
+def test_the_time_trigger_commits_every_table_in_the_same_round(
+    tmp_path: Path, writer: Any, clock: ManualClock
+) -> None:
+    """One table's oldest row coming due commits the other tables' younger rows too, so the
+    tables' commits come together once per interval instead of at scattered moments."""
+    payload = child.payload_spec(str(tmp_path / "payload"))
+    writer.register(audit_spec(tmp_path))
+    writer.register(payload)
+    writer.append(AUDIT, audit_row(1))
+    clock.advance(3.0)
+    writer.append(PAYLOAD, child.payload_row(1))
+    clock.advance(1.9)
+    assert writer.maybe_flush() == 0  # the oldest row (audit's) is 4.9 s old
+    clock.advance(0.1)
+    assert writer.maybe_flush() == 2  # audit's row is due; payload's 2 s old row goes with it
+    assert ids(str(tmp_path / "audit")) == ["ev-1"]
+    assert len(ids(payload.uri, "request_id")) == 1
+    writer.append(PAYLOAD, child.payload_row(2))
+    clock.advance(4.9)
+    assert writer.maybe_flush() == 0  # a new round starts with the next row
+    clock.advance(0.1)
+    assert writer.maybe_flush() == 1
+
+
 def test_background_thread_flushes_and_close_flushes_the_rest(tmp_path: Path) -> None:
     w = DurableWriter(tmp_path / "wal", flush_rows=10, flush_interval_s=3600).start()
     w.register(audit_spec(tmp_path))

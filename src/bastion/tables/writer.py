@@ -522,25 +522,32 @@ class DurableWriter:
     # -- flushing -----------------------------------------------------------------------
 
     def maybe_flush(self) -> int:
-        """Commit every table whose size or time trigger fired (what the flusher thread runs).
+        """Commit every table whose size trigger fired and, once any table's oldest row is
+        ``flush_interval_s`` old, every table with rows (what the flusher thread runs).
 
         Tables in retry backoff are skipped; failures are recorded, not raised. Returns the
         number of rows written.
         """
         now = self.clock.now()
+        tables = [t for t in self._tables.values() if now >= t.retry_at]
+        # One time trigger for all tables: once the oldest uncommitted row of any of them is
+        # flush_interval_s old, every table with rows is committed in this round. Commits thus
+        # come in one burst per interval, not one per table at scattered moments: each burst
+        # costs requests served meanwhile some latency, whatever its size (docs/writer.md).
+        oldest = now
+        for t in tables:
+            with t.lock:
+                if t.active is not None and t.active.rows:
+                    oldest = min(oldest, t.active.first_row_at)
+        round_due = now - oldest >= self.flush_interval_s
         written = 0
-        for t in list(self._tables.values()):
-            if now < t.retry_at:
-                continue
+        for t in tables:
             with t.lock:
                 active = t.active
                 due = bool(t.sealed) or (
                     active is not None
                     and active.rows > 0
-                    and (
-                        active.rows >= self.flush_rows
-                        or now - active.first_row_at >= self.flush_interval_s
-                    )
+                    and (active.rows >= self.flush_rows or round_due)
                 )
             if due:
                 with contextlib.suppress(Exception):  # recorded in the table's stats and logged
