@@ -4,9 +4,10 @@
 the table's write-ahead log with one ``os.write``. When ``append`` returns, the row is
 *acknowledged*: it is in the OS page cache and survives ``kill -9`` of the process (it is
 fsync'd in batches by a background thread for power-loss durability, or on every append
-with ``fsync_interval_s=0``). A background thread seals the active segment when it holds
-``flush_rows`` rows or is ``flush_interval_s`` old and appends the sealed segments to Delta
-as one commit tagged with the Delta application transaction ``(writer id, last segment)``;
+with ``fsync_interval_s=0``). A background thread seals a table's active segment when it
+holds ``flush_rows`` rows, or when any table's oldest row is ``flush_interval_s`` old (then
+every table's, so that commits come together), and appends the sealed segments to Delta as
+one commit tagged with the Delta application transaction ``(writer id, last segment)``;
 only then are the segments deleted. After a crash the next writer on the same WAL directory
 replays what is left, skipping segments the table says were already committed, so every
 acknowledged row lands exactly once. See ``docs/writer.md``.
