@@ -192,8 +192,7 @@ class _Connection(asyncio.Protocol):
             # uvloop may close the handle of a connection whose peer died (a killed worker)
             # before the protocol hears of it: the pooled connection looked alive, and the
             # write raises. Nothing was sent: fail it like a connection the server closed.
-            self.lost = True
-            self.error = ConnectionFailed(f"The upstream closed the connection: {exc}")
+            self.connection_lost(exc)
 
     async def wait(self, deadline: float) -> None:
         """Until something new arrives (or the response ends, or fails); TimeoutError at
